@@ -1,0 +1,153 @@
+/* The child side of a spawn: see child.h. Raw system calls only. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "child.h"
+#include "sys.h"
+
+#ifndef F_DUPFD_CLOEXEC
+#define F_DUPFD_CLOEXEC 1030
+#endif
+
+/* Enforced by the TypeScript layer too; bounds the child's stack use. */
+#define MAX_STDIO 256
+
+__attribute__((noreturn)) static void fail(struct clonefd_plan *p, int stage, long r) {
+  p->err = (int)-r;
+  p->stage = stage;
+  for (;;) SYS1(__NR_exit_group, 127);
+}
+
+/* Every fd >= from becomes close-on-exec, so the child keeps only what was
+   mapped for it. close_range (5.11) does it in one call; older kernels get
+   a walk of /proc/self/fd, never a loop to RLIMIT_NOFILE (Node raises it
+   to the hard limit, often a million). */
+static long cloexec_from(int from) {
+  long r = SYS3(__NR_close_range, from, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (r != -ENOSYS && r != -EINVAL) return r;
+  long dfd = SYS4(__NR_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (dfd < 0) return dfd;
+  char buf[2048] __attribute__((aligned(8)));
+  for (;;) {
+    long n = SYS3(__NR_getdents64, dfd, buf, sizeof buf);
+    if (n <= 0) {
+      SYS1(__NR_close, dfd);
+      return n;
+    }
+    for (long off = 0; off < n;) {
+      /* struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name */
+      unsigned short reclen = *(unsigned short *)(buf + off + 16);
+      const char *name = buf + off + 19;
+      off += reclen;
+      if (name[0] < '0' || name[0] > '9') continue;
+      long fd = 0;
+      for (; *name >= '0' && *name <= '9'; name++) fd = fd * 10 + (*name - '0');
+      if (fd >= from && fd != dfd) SYS3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+}
+
+static int retry_next(long r) {
+  /* execvp's rule: these mean "not here, try the next PATH entry". */
+  return r == -ENOENT || r == -ENOTDIR || r == -ENODEV || r == -ETIMEDOUT || r == -ESTALE;
+}
+
+int clonefd_child_main(void *arg) {
+  struct clonefd_plan *p = (struct clonefd_plan *)arg;
+  const int n = p->nstdio;
+  int fds[MAX_STDIO];
+  long r;
+
+  if (p->flags & CLONEFD_SETSID) {
+    r = SYS0(__NR_setsid);
+    if (r < 0) fail(p, CLONEFD_STAGE_SETSID, r);
+  }
+
+  /* Pass 1: move every source that a target slot could clobber (an fd
+     below n) above n, so that pass 2 can dup in any order; swapping 1 and
+     2 works. /dev/null is opened once, above n too. */
+  int devnull = -1;
+  for (int i = 0; i < n; i++) {
+    int src = p->stdio[i];
+    if (src < 0 && i < 3 && devnull < 0) {
+      r = SYS4(__NR_openat, AT_FDCWD, "/dev/null", O_RDWR | O_CLOEXEC, 0);
+      if (r < 0) fail(p, CLONEFD_STAGE_DEVNULL, r);
+      if (r < n) {
+        long moved = SYS3(__NR_fcntl, r, F_DUPFD_CLOEXEC, n);
+        SYS1(__NR_close, r);
+        if (moved < 0) fail(p, CLONEFD_STAGE_DEVNULL, moved);
+        r = moved;
+      }
+      devnull = (int)r;
+    }
+    if (src >= 0 && src < n && src != i) {
+      r = SYS3(__NR_fcntl, src, F_DUPFD_CLOEXEC, n);
+      if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
+      src = (int)r;
+    }
+    fds[i] = src;
+  }
+  /* Pass 2: place them. dup3 without O_CLOEXEC leaves the target
+     inheritable; a source already in place only loses its FD_CLOEXEC. */
+  for (int i = 0; i < n; i++) {
+    int src = fds[i] >= 0 ? fds[i] : (i < 3 ? devnull : -1);
+    if (src < 0)
+      r = SYS1(__NR_close, i), r = (r == -EBADF ? 0 : r);
+    else if (src == i)
+      r = SYS3(__NR_fcntl, i, F_SETFD, 0);
+    else
+      r = SYS3(__NR_dup3, src, i, 0);
+    if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
+  }
+  r = cloexec_from(n);
+  if (r < 0) fail(p, CLONEFD_STAGE_CLOSE, r);
+
+  if (p->cwd) {
+    r = SYS1(__NR_chdir, p->cwd);
+    if (r < 0) fail(p, CLONEFD_STAGE_CHDIR, r);
+  }
+  if (p->flags & (CLONEFD_SETUID | CLONEFD_SETGID)) {
+    /* Drop supplementary groups first, as libuv does; it fails without
+       CAP_SETGID, in which case setgid/setuid report the real error. */
+    SYS2(__NR_setgroups, 0, NULL);
+  }
+  if (p->flags & CLONEFD_SETGID) {
+    r = SYS1(__NR_setgid, p->gid);
+    if (r < 0) fail(p, CLONEFD_STAGE_SETGID, r);
+  }
+  if (p->flags & CLONEFD_SETUID) {
+    r = SYS1(__NR_setuid, p->uid);
+    if (r < 0) fail(p, CLONEFD_STAGE_SETUID, r);
+  }
+
+  /* Every disposition back to default: CLONE_CLEAR_SIGHAND resets handled
+     signals but keeps ignored ones ignored (Node ignores SIGPIPE and
+     SIGXFSZ), and legacy clone() cannot take that flag at all. */
+  struct kernel_sigaction dfl = {0};
+  dfl.handler = SIG_DFL;
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    r = SYS4(__NR_rt_sigaction, sig, &dfl, NULL, KERNEL_SIGSET_SIZE);
+    if (r < 0) fail(p, CLONEFD_STAGE_SIGNALS, r);
+  }
+  uint64_t none = 0;
+  r = SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &none, NULL, KERNEL_SIGSET_SIZE);
+  if (r < 0) fail(p, CLONEFD_STAGE_SIGNALS, r);
+
+  int eacces = 0;
+  r = -ENOENT;
+  for (const char *const *path = p->paths; *path; path++) {
+    r = SYS3(__NR_execve, *path, p->argv, p->envp);
+    if (r == -EACCES) {
+      eacces = 1;
+      continue;
+    }
+    if (!retry_next(r)) break;
+  }
+  if (retry_next(r) && eacces) r = -EACCES;
+  fail(p, CLONEFD_STAGE_EXEC, r);
+}

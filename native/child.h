@@ -1,0 +1,82 @@
+/*
+ * What a new child does between clone and execve, and how the parent asks
+ * for it. Shared by every engine: the in-process engine runs it in a
+ * CLONE_VM|CLONE_VFORK child, the helper (later) in a plain clone. The
+ * child side only makes raw system calls (sys.h): no errno, no locks, no
+ * allocation, so it is safe on a borrowed address space.
+ */
+#ifndef CLONEFD_CHILD_H
+#define CLONEFD_CHILD_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* plan.flags */
+#define CLONEFD_SETSID 0x1 /* detached: new session */
+#define CLONEFD_SETUID 0x2
+#define CLONEFD_SETGID 0x4
+
+/* plan.stage: the step that failed, so the parent can say what broke. */
+enum clonefd_stage {
+  CLONEFD_STAGE_NONE = 0,
+  CLONEFD_STAGE_STDIO = 1,  /* dup3/fcntl while mapping stdio */
+  CLONEFD_STAGE_DEVNULL = 2,/* opening /dev/null for an ignored fd */
+  CLONEFD_STAGE_CLOSE = 3,  /* marking inherited fds close-on-exec */
+  CLONEFD_STAGE_CHDIR = 4,
+  CLONEFD_STAGE_SETSID = 5,
+  CLONEFD_STAGE_SETGID = 6,
+  CLONEFD_STAGE_SETUID = 7,
+  CLONEFD_STAGE_SIGNALS = 8,
+  CLONEFD_STAGE_EXEC = 9,
+  CLONEFD_STAGE_CLONE = 10, /* the clone itself failed: no child exists */
+  CLONEFD_STAGE_WATCH = 11, /* the child ran but could not be watched: killed */
+};
+
+struct clonefd_plan {
+  /* Executable candidates in the order execvp would try them (PATH was
+     searched by the parent), NULL-terminated. */
+  const char *const *paths;
+  char *const *argv;
+  char *const *envp;
+  const char *cwd; /* NULL: inherit */
+  /* stdio[i] is the parent's fd that becomes the child's fd i; -1 means
+     /dev/null for i < 3 and "closed" beyond. */
+  const int *stdio;
+  int nstdio;
+  int flags;
+  uint32_t uid, gid;
+  /* Filled by the child when a step fails (positive errno). The in-process
+     engine reads them through the shared address space. */
+  volatile int err;
+  volatile int stage;
+};
+
+/* The child's body: never returns. On failure it records err/stage and
+   exits with 127. */
+int clonefd_child_main(void *plan);
+
+/*
+ * In-process spawn: CLONE_VM|CLONE_VFORK|CLONE_PIDFD with exit signal 0 on
+ * a stack borrowed from the caller's frame (the caller is suspended until
+ * the child execs or exits), so the cost does not grow with the caller's
+ * memory. clone3 first; on ENOSYS/EPERM legacy clone(), remembered.
+ *
+ * Returns the pid and stores a CLOEXEC pidfd in *pidfd; or -errno with
+ * plan->stage saying which step failed. A child that failed before exec has
+ * already been reaped: nothing is left behind.
+ */
+long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd);
+
+/* 0: clone3 then clone; 1: legacy clone() only (tests and old kernels). */
+void clonefd_force_legacy_clone(int on);
+/* Which path the last successful spawn used: "clone3" or "clone". */
+const char *clonefd_clone_path(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

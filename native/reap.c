@@ -1,0 +1,132 @@
+/* See reap.h. Runs in a parent (Node or the helper): libc is fine here. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reap.h"
+#include "sys.h"
+
+#ifndef __WALL
+#define __WALL 0x40000000
+#endif
+
+/* PIDFD_GET_INFO (6.13) and PIDFD_INFO_EXIT (6.15), absent from Debian 12's
+   headers. The first 64 bytes are the version-0 layout; exit_code took the
+   spare slot at offset 60. */
+struct clonefd_pidfd_info {
+  uint64_t mask;
+  uint64_t cgroupid;
+  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+  int32_t exit_code;
+};
+#define CLONEFD_PIDFD_GET_INFO _IOWR(0xFF, 11, struct clonefd_pidfd_info)
+#define CLONEFD_PIDFD_INFO_EXIT (1UL << 3)
+
+int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime) {
+  char path[32], buf[2048];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n;
+  do n = read(fd, buf, sizeof buf - 1);
+  while (n < 0 && errno == EINTR);
+  int err = n < 0 ? -errno : 0;
+  close(fd);
+  if (err) return err;
+  buf[n] = '\0';
+  /* comm (field 2) may hold spaces and parentheses: fields resume after the
+     last ')'. */
+  char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ') return -EINVAL;
+  p += 2;
+  if (*p != 'Z') return -ESRCH;
+  /* p is at field 3; utime is field 14. */
+  for (int field = 3; field < 14; field++) {
+    p = strchr(p, ' ');
+    if (!p) return -EINVAL;
+    p++;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long u = strtoull(p, &end, 10);
+  if (end == p || *end != ' ') return -EINVAL;
+  p = end + 1;
+  unsigned long long s = strtoull(p, &end, 10);
+  if (end == p) return -EINVAL;
+  *utime = u;
+  *stime = s;
+  return 0;
+}
+
+void clonefd_decode_wait_status(int wstatus, int32_t *code, int32_t *status) {
+  if (WIFEXITED(wstatus)) {
+    *code = CLD_EXITED;
+    *status = WEXITSTATUS(wstatus);
+  } else if (WIFSIGNALED(wstatus)) {
+    *code = WCOREDUMP(wstatus) ? CLD_DUMPED : CLD_KILLED;
+    *status = WTERMSIG(wstatus);
+  } else {
+    *code = 0;
+    *status = wstatus;
+  }
+}
+
+static int from_pidfd_info(int pidfd, struct clonefd_exit *out) {
+  /* The kernel stores the exit info a moment after the reap: retry for up
+     to ~100 ms. ENOTTY/EINVAL: no PIDFD_GET_INFO here (< 6.13). */
+  for (int attempt = 0; attempt < 100; attempt++) {
+    struct clonefd_pidfd_info info;
+    memset(&info, 0, sizeof info);
+    info.mask = CLONEFD_PIDFD_INFO_EXIT;
+    if (ioctl(pidfd, CLONEFD_PIDFD_GET_INFO, &info) == 0) {
+      if (info.mask & CLONEFD_PIDFD_INFO_EXIT) {
+        clonefd_decode_wait_status(info.exit_code, &out->code, &out->status);
+        out->source = CLONEFD_SOURCE_PIDFD_INFO;
+        return 0;
+      }
+    } else if (errno != ESRCH && errno != EINTR) {
+      return -ECHILD;
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return -ECHILD;
+}
+
+int clonefd_reap(int pidfd, pid_t pid, struct clonefd_exit *out) {
+  memset(out, 0, sizeof *out);
+  out->utime = out->stime = CLONEFD_TIME_UNKNOWN;
+  uint64_t u, s;
+  int have_times = clonefd_zombie_times(pid, &u, &s) == 0;
+
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  long r;
+  /* glibc's waitid() has no rusage argument: the raw call does. */
+  do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, &out->ru);
+  while (r == -EINTR);
+  if (r == 0) {
+    out->code = si.si_code;
+    out->status = si.si_status;
+    out->source = CLONEFD_SOURCE_WAITID;
+    out->rusage_known = 1;
+    if (have_times) {
+      out->utime = u;
+      out->stime = s;
+    }
+    return 0;
+  }
+  memset(&out->ru, 0, sizeof out->ru);
+  if (r != -ECHILD) return (int)r;
+  /* Someone else's waitpid(-1) won: the zombie we read may not even have
+     been ours by then, so its times are dropped. */
+  return from_pidfd_info(pidfd, out);
+}

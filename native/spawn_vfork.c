@@ -1,0 +1,138 @@
+/* In-process spawn with a shared address space: see child.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <linux/sched.h>
+#include <linux/wait.h>
+
+#include "child.h"
+#include "sys.h"
+
+#ifndef __WALL
+#define __WALL 0x40000000
+#endif
+
+/*
+ * clone3 with a stack needs a trampoline: the child returns from the
+ * system call on the new, empty stack, so it cannot return into C. Both
+ * sequences keep fn and arg in registers the kernel copies to the child,
+ * call fn(arg) there and exit with its result; the parent just returns.
+ */
+__attribute__((visibility("hidden"))) long clonefd_clone3_run(struct clone_args *args, size_t size,
+                                                              int (*fn)(void *), void *arg);
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl clonefd_clone3_run\n"
+    ".hidden clonefd_clone3_run\n"
+    ".type clonefd_clone3_run,@function\n"
+    "clonefd_clone3_run:\n"
+    "  mov %rdx, %r8\n"  /* fn: rdx survives syscall, but keep it clear */
+    "  mov %rcx, %r9\n"  /* arg: rcx is clobbered by syscall */
+    "  mov $435, %eax\n" /* __NR_clone3 */
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jz 1f\n"
+    "  ret\n"
+    "1:\n"
+    "  xor %ebp, %ebp\n" /* end of the frame chain for unwinders */
+    "  mov %r9, %rdi\n"
+    "  call *%r8\n"      /* stack top is 16-aligned: ABI-correct call */
+    "  mov %eax, %edi\n"
+    "  mov $231, %eax\n" /* __NR_exit_group */
+    "  syscall\n"
+    "  hlt\n"
+    ".size clonefd_clone3_run, .-clonefd_clone3_run\n");
+#elif defined(__aarch64__)
+__asm__(
+    ".text\n"
+    ".globl clonefd_clone3_run\n"
+    ".hidden clonefd_clone3_run\n"
+    ".type clonefd_clone3_run,%function\n"
+    "clonefd_clone3_run:\n"
+    "  mov x8, #435\n" /* __NR_clone3; x2 (fn) and x3 (arg) reach the child */
+    "  svc #0\n"
+    "  cbz x0, 1f\n"
+    "  ret\n"
+    "1:\n"
+    "  mov x29, #0\n"
+    "  mov x30, #0\n"
+    "  mov x0, x3\n"
+    "  blr x2\n"
+    "  mov x8, #94\n" /* __NR_exit_group */
+    "  svc #0\n"
+    "  brk #0\n"
+    ".size clonefd_clone3_run, .-clonefd_clone3_run\n");
+#endif
+
+static int legacy_only = 0;
+static int last_path_legacy = 0;
+
+void clonefd_force_legacy_clone(int on) { __atomic_store_n(&legacy_only, on != 0, __ATOMIC_RELAXED); }
+
+const char *clonefd_clone_path(void) {
+  return __atomic_load_n(&last_path_legacy, __ATOMIC_RELAXED) ? "clone" : "clone3";
+}
+
+long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
+  /* The child runs here, below nothing the suspended caller still uses:
+     the caller is blocked in clone until the child execs or exits. */
+  char stack[16384] __attribute__((aligned(16)));
+  uint64_t all = ~0ULL, saved = 0;
+  int pidfd = -1;
+  long pid = -ENOSYS;
+  int legacy = __atomic_load_n(&legacy_only, __ATOMIC_RELAXED);
+
+  plan->err = 0;
+  plan->stage = CLONEFD_STAGE_NONE;
+  /* Block everything with the raw call: libc's pthread_sigmask would leave
+     its internal signals open, and a handler of the parent must never run
+     on the child's borrowed memory before the child resets dispositions. */
+  SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &all, &saved, KERNEL_SIGSET_SIZE);
+  if (!legacy) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = 0; /* no SIGCHLD (until exec; see the README) */
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    pid = clonefd_clone3_run(&args, sizeof args, clonefd_child_main, plan);
+    /* ENOSYS: no clone3 (< 5.3). EPERM: container seccomp profiles refuse
+       clone3 without CAP_SYS_ADMIN. EINVAL: clone3 without
+       CLONE_CLEAR_SIGHAND (5.3-5.4). Remember, and go legacy. */
+    if (pid == -ENOSYS || pid == -EPERM || pid == -EINVAL) {
+      __atomic_store_n(&legacy_only, 1, __ATOMIC_RELAXED);
+      legacy = 1;
+    }
+  }
+  if (legacy) {
+    /* CLONE_PIDFD makes clone() store the pidfd through parent_tid. */
+    pid = clone(clonefd_child_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
+                plan, &pidfd, NULL, NULL);
+    if (pid < 0) pid = -errno;
+  }
+  SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &saved, NULL, KERNEL_SIGSET_SIZE);
+
+  if (pid < 0) {
+    plan->stage = CLONEFD_STAGE_CLONE;
+    return pid;
+  }
+  __atomic_store_n(&last_path_legacy, legacy, __ATOMIC_RELAXED);
+  if (plan->err) {
+    /* The child failed before exec and has exited (or is about to: vfork
+       resumes us at its mm release). Reap it now so no zombie remains. */
+    int err = plan->err;
+    siginfo_t si;
+    long r;
+    do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, NULL);
+    while (r == -EINTR);
+    SYS1(__NR_close, pidfd);
+    return -err;
+  }
+  *pidfd_out = pidfd;
+  return pid;
+}

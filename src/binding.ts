@@ -1,0 +1,86 @@
+// The one place the native addon is loaded, typed by a hand-written
+// interface of what native/addon.cc exports. Everything here is raw:
+// numbers, negative errnos, opaque child handles.
+import path from 'node:path';
+import load from 'node-gyp-build';
+
+/** Opaque native child (an External with a type tag). */
+export type NativeChild = { readonly __nativeChild: unique symbol };
+
+export interface NativeBinding {
+  /** out = [errno, stage, pid]; undefined on failure (out[0] > 0). */
+  spawn(
+    paths: string[],
+    argv: string[],
+    envp: string[] | null,
+    cwd: string | null,
+    stdio: Int32Array,
+    flags: number,
+    uid: number,
+    gid: number,
+    onExit: (record: Float64Array | number) => void,
+    out: Int32Array,
+  ): NativeChild | undefined;
+  /** Reap now: the record, or -EAGAIN (running, non-blocking), -ECHILD (already reaped), -errno. */
+  reap(child: NativeChild, block: boolean): Float64Array | number;
+  kill(child: NativeChild, signal: number): number;
+  ref(child: NativeChild, on: boolean): void;
+  openPidfd(child: NativeChild, cloexec: boolean, nonblock: boolean): number;
+  socketPair(): [number, number] | number;
+  fdFlags(fd: number): [number, number] | number;
+  setLegacyClone(on: boolean): void;
+  clonePath(): 'clone3' | 'clone';
+  reaperPending(): number;
+  probe(): number;
+  readonly recordSize: number;
+}
+
+export const binding = load(path.join(__dirname, '..')) as NativeBinding;
+
+/** Slots of the Float64Array record (native/addon.cc RecordSlot). */
+export const enum Slot {
+  Code = 0,
+  Status,
+  Utime,
+  Stime,
+  Pid,
+  Source,
+  RusageKnown,
+  RuUtimeUs,
+  RuStimeUs,
+  MaxRss,
+  Minflt,
+  Majflt,
+  Inblock,
+  Oublock,
+  Nvcsw,
+  Nivcsw,
+  Size,
+}
+
+/** native/child.h enum clonefd_stage. */
+export const enum Stage {
+  None = 0,
+  Stdio = 1,
+  DevNull = 2,
+  Close = 3,
+  Chdir = 4,
+  Setsid = 5,
+  Setgid = 6,
+  Setuid = 7,
+  Signals = 8,
+  Exec = 9,
+  Clone = 10,
+  Watch = 11,
+}
+
+/** native/child.h plan flags. */
+export const enum PlanFlag {
+  Setsid = 0x1,
+  Setuid = 0x2,
+  Setgid = 0x4,
+}
+
+if (binding.recordSize !== Slot.Size) {
+  throw new Error(`clonefd: native record has ${binding.recordSize} slots, expected ${Slot.Size}: rebuild the addon`);
+}

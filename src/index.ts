@@ -1,0 +1,51 @@
+/**
+ * clonefd: launch and manage child processes through file descriptors,
+ * without SIGCHLD. The 2015 CLONE_FD design on today's pidfds.
+ */
+import { spawnDirect } from './direct';
+import type { SpawnFn } from './engine';
+import { normalize, type ClonefdOptions, type Engine, type SpawnOptions } from './options';
+import { Subprocess, validateFlags } from './subprocess';
+
+export { ClonefdInfo, type Rusage } from './info';
+export { O_CLOEXEC, O_NONBLOCK, CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLONEFD_INFO_SIZE } from './constants';
+export { SystemError, AbortError } from './errors';
+export { Subprocess, type SubprocessEvents } from './subprocess';
+export type { SpawnOptions, ClonefdOptions, StdioEntry, StdioName, Engine } from './options';
+
+/** The handle `clonefd()` returns: `{ pid, fd, pidfd, read(), readAsync(), close() }` and more. */
+export type ClonefdHandle = Subprocess;
+
+const engines: Record<Engine, SpawnFn | undefined> = { direct: spawnDirect, helper: undefined };
+
+function engineFor(name: Engine): SpawnFn {
+  const fn = engines[name];
+  if (!fn) throw new Error(`clonefd: engine '${name}' is not available`);
+  return fn;
+}
+
+/**
+ * Starts `file` with `args`. Returns at once with the pid known; exec
+ * errors (ENOENT, EACCES, ENOEXEC...) throw here as SystemErrors. stdio
+ * defaults to 'pipe'. The handle is non-blocking: `read()` throws EAGAIN
+ * before exit.
+ */
+export function spawn(file: string, args?: readonly string[], options?: SpawnOptions): Subprocess;
+export function spawn(file: string, options?: SpawnOptions): Subprocess;
+export function spawn(file: string, args?: unknown, options?: unknown): Subprocess {
+  const req = normalize(file, args, options, 'pipe');
+  return new Subprocess({ req, engine: engineFor(req.engine), flags: undefined });
+}
+
+/**
+ * The mirror of the seed's `clone4(CLONE_FD)`: starts `file` and hands you
+ * `fd`, which polls readable when the child exits, and reading it (`read()`)
+ * yields the `clonefd_info`. `flags` accepts `O_CLOEXEC | O_NONBLOCK`
+ * (default `O_CLOEXEC`); anything else throws EINVAL and spawns nothing.
+ * stdio defaults to 'inherit'. You own `fd` and `pidfd`: `close()` them.
+ */
+export function clonefd(file: string, args?: readonly string[], options?: ClonefdOptions): ClonefdHandle {
+  const flags = validateFlags((options as ClonefdOptions | undefined)?.flags);
+  const req = normalize(file, args, options, 'inherit');
+  return new Subprocess({ req, engine: engineFor(req.engine), flags });
+}

@@ -1,0 +1,216 @@
+// Argument validation and normalisation: everything a spawn needs is
+// checked here, before anything is created, and turned into a plain
+// request that an engine executes.
+import { isMainThread } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
+import { toSignalNumber } from './signals';
+
+export type StdioName = 'pipe' | 'overlapped' | 'ignore' | 'inherit';
+/** A stream (net.Socket, fs stream, process.stdout...) that has an fd. */
+export type StdioStream = { fd?: number; _handle?: { fd?: number } | null };
+export type StdioEntry = StdioName | number | StdioStream | null | undefined;
+
+export type Engine = 'helper' | 'direct';
+
+export interface SpawnOptions {
+  /** Working directory of the child. */
+  cwd?: string | URL;
+  /** Environment of the child (default: `process.env`). Its `PATH` is searched. */
+  env?: Record<string, string | number | boolean | undefined>;
+  /** `argv[0]` seen by the child (default: `file`). */
+  argv0?: string;
+  /** As in child_process. `spawn()` defaults to 'pipe', `clonefd()` to 'inherit'. */
+  stdio?: StdioName | StdioEntry[];
+  /** Run the child in a new session (setsid). */
+  detached?: boolean;
+  uid?: number;
+  gid?: number;
+  /** Aborting it kills the child with `killSignal`. */
+  signal?: AbortSignal;
+  /** Milliseconds after which the child is killed with `killSignal`. */
+  timeout?: number;
+  /** Default 'SIGTERM'. */
+  killSignal?: string | number;
+  /** Which engine creates and reaps the child (only 'direct' so far). */
+  engine?: Engine;
+}
+
+export interface ClonefdOptions extends SpawnOptions {
+  /** `O_CLOEXEC | O_NONBLOCK` (default `O_CLOEXEC`), like the seed's clonefd_flags. */
+  flags?: number;
+}
+
+export type StdioPlan =
+  | { type: 'pipe'; readable: boolean; writable: boolean }
+  | { type: 'ignore' }
+  | { type: 'fd'; fd: number };
+
+export interface SpawnRequest {
+  file: string;
+  /** The arguments after argv[0] (Node's `spawnargs` on errors). */
+  args: string[];
+  argv: string[];
+  /** Executable candidates in execvp order (PATH searched here, in the parent). */
+  paths: string[];
+  /** `null`: the process's own environment (exactly `process.env` on the main thread). */
+  envp: string[] | null;
+  cwd: string | null;
+  stdio: StdioPlan[];
+  detached: boolean;
+  uid: number | undefined;
+  gid: number | undefined;
+  timeout: number;
+  killSignal: number;
+  signal: AbortSignal | undefined;
+  engine: Engine;
+}
+
+/** Bounds the child's stack use (native/child.c MAX_STDIO). */
+export const MAX_STDIO = 256;
+const INT32_MAX = 2 ** 31 - 1;
+const DEFAULT_PATH = '/usr/bin:/bin';
+
+function noNul(value: string, name: string): string {
+  if (value.includes('\u0000')) throw invalidArgValue(name, value, 'must be a string without null bytes');
+  return value;
+}
+
+function validateString(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
+  return noNul(value, name);
+}
+
+function validateId(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw invalidArgType(name, 'of type number (an integer)', value);
+  if (value < 0 || value > 0xfffffffe) throw outOfRange(name, '>= 0 && <= 4294967294', value);
+  return value;
+}
+
+function normalizeStdio(stdio: unknown, defaultName: StdioName): StdioPlan[] {
+  let entries: unknown[];
+  if (stdio === undefined || stdio === null) entries = [defaultName, defaultName, defaultName];
+  else if (typeof stdio === 'string') entries = [stdio, stdio, stdio];
+  else if (Array.isArray(stdio)) entries = stdio.length < 3 ? [...stdio, ...Array(3 - stdio.length).fill(undefined)] : stdio;
+  else throw invalidArgValue('options.stdio', stdio);
+  if (entries.length > MAX_STDIO) throw outOfRange('options.stdio.length', `<= ${MAX_STDIO}`, entries.length);
+  return entries.map((entry, i): StdioPlan => {
+    const name = `options.stdio[${i}]`;
+    if (entry === undefined || entry === null) entry = i < 3 ? 'pipe' : 'ignore';
+    if (entry === 'pipe' || entry === 'overlapped') return { type: 'pipe', readable: i !== 0, writable: i === 0 || i > 2 };
+    if (entry === 'ignore') return { type: 'ignore' };
+    if (entry === 'inherit') return { type: 'fd', fd: i };
+    if (entry === 'ipc') throw invalidArgValue(name, entry, "is not supported: clonefd children have no IPC channel ('ipc' and fork() need node:child_process)");
+    if (typeof entry === 'number') {
+      if (!Number.isInteger(entry) || entry < 0 || entry > INT32_MAX) throw outOfRange(name, `>= 0 && <= ${INT32_MAX}`, entry);
+      return { type: 'fd', fd: entry };
+    }
+    if (typeof entry === 'object') {
+      const s = entry as StdioStream;
+      const fd = typeof s.fd === 'number' ? s.fd : s._handle?.fd;
+      if (typeof fd === 'number' && fd >= 0) return { type: 'fd', fd };
+      throw invalidArgValue(name, entry, 'is a stream without a file descriptor (open it first)');
+    }
+    throw invalidArgValue(name, entry);
+  });
+}
+
+function envPairs(env: Record<string, unknown>): string[] {
+  const pairs: string[] = [];
+  // for..in like Node, so inherited properties count too.
+  for (const key in env) {
+    const value = env[key];
+    if (value === undefined) continue;
+    noNul(key, `options.env['${key}']`);
+    pairs.push(`${key}=${noNul(String(value), `options.env['${key}']`)}`);
+  }
+  return pairs;
+}
+
+/** execvp's search, done in the parent so the child only calls execve. */
+export function searchPath(file: string, pathVar: string | undefined): string[] {
+  if (file.includes('/')) return [file];
+  const dirs = (pathVar ?? DEFAULT_PATH).split(':');
+  return dirs.map((dir) => `${dir === '' ? '.' : dir}/${file}`);
+}
+
+export function normalize(file: unknown, args: unknown, options: unknown, defaultStdio: StdioName): SpawnRequest {
+  validateString(file, 'file');
+  if ((file as string).length === 0) throw invalidArgValue('file', file, 'cannot be empty');
+  if (args === undefined || args === null) args = [];
+  else if (!Array.isArray(args)) {
+    // spawn(file, options) is allowed, as in child_process.
+    if (typeof args === 'object' && (options === undefined || options === null)) {
+      options = args;
+      args = [];
+    } else throw invalidArgType('args', 'an instance of Array', args);
+  }
+  const argList = (args as unknown[]).map((a, i) => validateString(a, `args[${i}]`));
+  if (options === undefined || options === null) options = {};
+  if (typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const o = options as SpawnOptions & Record<string, unknown>;
+
+  let cwd: string | null = null;
+  if (o.cwd !== undefined && o.cwd !== null) {
+    if (o.cwd instanceof URL) cwd = fileURLToPath(o.cwd);
+    else cwd = validateString(o.cwd, 'options.cwd');
+    noNul(cwd, 'options.cwd');
+  }
+
+  let envp: string[] | null = null;
+  let pathVar: string | undefined;
+  if (o.env !== undefined && o.env !== null) {
+    if (typeof o.env !== 'object') throw invalidArgType('options.env', 'of type object', o.env);
+    envp = envPairs(o.env);
+    pathVar = o.env.PATH === undefined ? undefined : String(o.env.PATH);
+  } else {
+    pathVar = process.env.PATH;
+    // A worker's process.env is its own copy, not the real environment.
+    if (!isMainThread) envp = envPairs(process.env);
+  }
+
+  let argv0 = file as string;
+  if (o.argv0 !== undefined && o.argv0 !== null) argv0 = validateString(o.argv0, 'options.argv0');
+
+  if (o.detached !== undefined && typeof o.detached !== 'boolean') throw invalidArgType('options.detached', 'of type boolean', o.detached);
+
+  let timeout = 0;
+  if (o.timeout !== undefined && o.timeout !== null) {
+    if (typeof o.timeout !== 'number' || !Number.isInteger(o.timeout)) throw invalidArgType('options.timeout', 'of type number (an integer)', o.timeout);
+    if (o.timeout < 0 || o.timeout > INT32_MAX) throw outOfRange('options.timeout', `>= 0 && <= ${INT32_MAX}`, o.timeout);
+    timeout = o.timeout;
+  }
+  const killSignal = o.killSignal === undefined || o.killSignal === null ? 15 : toSignalNumber(o.killSignal, 'options.killSignal');
+
+  if (o.signal !== undefined && o.signal !== null) {
+    if (typeof o.signal !== 'object' || !('aborted' in o.signal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', o.signal);
+    if (o.signal.aborted) throw new AbortError(undefined, { cause: o.signal.reason });
+  }
+
+  let engine: Engine = 'direct';
+  if (o.engine !== undefined && o.engine !== null) {
+    if (o.engine === 'helper') {
+      throw invalidArgValue('options.engine', o.engine, "is not available in this version: use 'direct'");
+    }
+    if (o.engine !== 'direct') throw invalidArgValue('options.engine', o.engine, "must be 'helper' or 'direct'");
+    engine = o.engine;
+  }
+
+  return {
+    file: file as string,
+    args: argList,
+    argv: [argv0, ...argList],
+    paths: searchPath(file as string, pathVar),
+    envp,
+    cwd,
+    stdio: normalizeStdio(o.stdio, defaultStdio),
+    detached: o.detached === true,
+    uid: validateId(o.uid, 'options.uid'),
+    gid: validateId(o.gid, 'options.gid'),
+    timeout,
+    killSignal,
+    signal: o.signal ?? undefined,
+    engine,
+  };
+}

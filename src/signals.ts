@@ -1,0 +1,32 @@
+// Signal names and numbers, validated the way Node's child_process does.
+import { constants } from 'node:os';
+import { invalidArgType, unknownSignal } from './errors';
+
+const byName: Record<string, number> = { ...constants.signals } as Record<string, number>;
+const byNumber = new Map<number, string>();
+for (const [name, num] of Object.entries(byName)) {
+  // SIGIOT/SIGABRT and SIGPOLL/SIGIO share numbers: keep the first (POSIX) name.
+  if (!byNumber.has(num)) byNumber.set(num, name);
+}
+
+/** Highest signal number on Linux (SIGRTMAX). */
+const SIGRTMAX = 64;
+
+/** A signal name or number → its number; throws ERR_UNKNOWN_SIGNAL. */
+export function toSignalNumber(signal: unknown, name = 'signal'): number {
+  if (typeof signal === 'number') {
+    if (Number.isInteger(signal) && signal >= 0 && signal <= SIGRTMAX) return signal;
+    throw unknownSignal(signal);
+  }
+  if (typeof signal === 'string') {
+    const num = byName[signal];
+    if (num !== undefined) return num;
+    throw unknownSignal(signal);
+  }
+  throw invalidArgType(name, 'of type string or number', signal);
+}
+
+/** A signal number → its name ('SIGKILL'), or 'SIG<n>' for unnamed ones. */
+export function signalName(num: number): string {
+  return byNumber.get(num) ?? `SIG${num}`;
+}

@@ -1,0 +1,303 @@
+// The handle every spawn returns: the seed's contract (fd, read) and the
+// everyday process API (streams, exited, kill, ref) over one engine child.
+import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
+import net from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import { binding } from './binding';
+import { O_CLOEXEC, O_NONBLOCK } from './constants';
+import type { EngineChild, RawExit, SpawnFn } from './engine';
+import { invalidArgType, SystemError } from './errors';
+import { ClonefdInfo } from './info';
+import type { SpawnRequest } from './options';
+import { toSignalNumber } from './signals';
+
+const EAGAIN = 11;
+const ESRCH = 3;
+const ECHILD = 10;
+
+export interface SubprocessEvents {
+  exit: [info: ClonefdInfo];
+  error: [err: Error];
+}
+
+/** User-owned fds not closed by the user: closed on GC, with a warning. */
+interface FdLease {
+  fds: number[];
+  pid: number;
+}
+const leaks = new FinalizationRegistry<FdLease>((lease) => {
+  for (const fd of lease.fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed behind our back: nothing to release.
+    }
+    process.emitWarning(`Closing clonefd file descriptor ${fd} (child ${lease.pid}) on garbage collection; call close() when done with it`, 'Warning');
+  }
+});
+
+interface CreateParams {
+  req: SpawnRequest;
+  engine: SpawnFn;
+  /** clonefd(): open the user's fds now with these flags; spawn(): undefined (lazy). */
+  flags: number | undefined;
+}
+
+/**
+ * A child process created by `spawn()` or `clonefd()`.
+ *
+ * `fd` is the seed's clonefd: it polls readable (POLLIN) once the exit
+ * record can be read. `read()` consumes that record once; later reads
+ * return `null` (EOF). `exited` and `'exit'` deliver the record too, without
+ * consuming it.
+ */
+export class Subprocess extends EventEmitter<SubprocessEvents> {
+  /** The child's process id. */
+  readonly pid: number;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /** Every stdio slot: a stream for 'pipe', else `null`. */
+  readonly stdio: (net.Socket | null)[];
+  /** Settles once the child has exited and been reaped: the record (rejects only if the status was lost). */
+  readonly exited: Promise<ClonefdInfo>;
+  /** The exit code once the child exited normally, else `null`. */
+  exitCode: number | null = null;
+  /** The name of the signal that killed the child, else `null`. */
+  signalCode: string | null = null;
+  /** The exit record once known (not consumed by reading it here). */
+  info: ClonefdInfo | null = null;
+
+  #child: EngineChild;
+  #req: SpawnRequest;
+  #flags: number;
+  #lease: FdLease | null = null;
+  #userFd = -1;
+  #userPidfd = -1;
+  #closed = false;
+  #consumed = false;
+  #settled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #onAbort: (() => void) | undefined;
+  #resolve!: (info: ClonefdInfo) => void;
+  #reject!: (err: Error) => void;
+
+  /** @internal Use `spawn()` or `clonefd()`. */
+  constructor(params: CreateParams) {
+    super();
+    const { req, engine } = params;
+    this.#req = req;
+    this.#flags = params.flags ?? O_CLOEXEC | O_NONBLOCK;
+    this.exited = new Promise<ClonefdInfo>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    // A rejection nobody awaits must not crash the process: `exited` is
+    // an offer, not an obligation.
+    this.exited.catch(() => {});
+
+    const { fds, parentEnds } = openStdio(req);
+    let child: EngineChild;
+    try {
+      child = engine(req, fds, (raw) => this.#settle(raw, false));
+    } catch (err) {
+      for (const end of parentEnds) if (end >= 0) closeSync(end);
+      throw err;
+    } finally {
+      closeChildEnds(req, fds);
+    }
+    this.#child = child;
+    this.pid = child.pid;
+    this.stdio = req.stdio.map((plan, i) =>
+      plan.type === 'pipe' ? new net.Socket({ fd: parentEnds[i], readable: plan.readable, writable: plan.writable }) : null,
+    );
+    this.stdin = this.stdio[0] ?? null;
+    this.stdout = this.stdio[1] ?? null;
+    this.stderr = this.stdio[2] ?? null;
+    if (params.flags !== undefined) this.#openUserFds();
+    if (req.timeout > 0) {
+      this.#timer = setTimeout(() => this.#killQuietly(req.killSignal), req.timeout);
+      this.#timer.unref();
+    }
+    if (req.signal) {
+      const signal = req.signal;
+      this.#onAbort = () => this.#killQuietly(req.killSignal);
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  /**
+   * The seed's clonefd: readable once the exit record can be read. With
+   * the direct engine this is the pidfd. Owned by you once you have read
+   * this property: release it with `close()`. For a `spawn()` child it is
+   * opened on first access; -1 if first accessed after the child was
+   * reaped (the record is still available from `read()`).
+   */
+  get fd(): number {
+    if (this.#lease === null && !this.#closed) this.#openUserFds();
+    return this.#userFd;
+  }
+
+  /** The kernel's process fd for the child (see `fd` for ownership). */
+  get pidfd(): number {
+    if (this.#lease === null && !this.#closed) this.#openUserFds();
+    return this.#userPidfd;
+  }
+
+  /**
+   * The contract's read: the first successful read returns the record,
+   * every later one `null` (EOF). Before the child exits it throws
+   * `EAGAIN` on a non-blocking handle (every `spawn()` child) and blocks
+   * the calling thread on a blocking one (`clonefd()` without O_NONBLOCK).
+   */
+  read(): ClonefdInfo | null {
+    if (this.#consumed) return null;
+    if (!this.#settled) {
+      const raw = this.#child.reapNow((this.#flags & O_NONBLOCK) === 0);
+      if (raw === -EAGAIN) throw new SystemError(EAGAIN, 'read', { detail: `child ${this.pid} is still running` });
+      if (raw !== -ECHILD) this.#settle(raw, true);
+    }
+    if (this.info === null) {
+      // The status was lost (see `exited`): report it as the read's error.
+      throw new SystemError(ECHILD, 'read', { detail: `the status of child ${this.pid} was lost` });
+    }
+    this.#consumed = true;
+    return this.info;
+  }
+
+  /** Resolves at exit with the record if no read consumed it yet, else `null`. Never blocks. */
+  readAsync(): Promise<ClonefdInfo | null> {
+    return this.exited.then(() => this.read());
+  }
+
+  /**
+   * Sends a signal (default 'SIGTERM') through the pidfd. Returns `false`
+   * once the child has been reaped: a recycled pid is never signalled.
+   */
+  kill(signal: string | number = 'SIGTERM'): boolean {
+    const num = toSignalNumber(signal);
+    if (this.#settled) return false;
+    const r = this.#child.kill(num);
+    if (r === 0) return true;
+    if (r === -ESRCH) return false;
+    throw new SystemError(-r, 'pidfd_send_signal', { detail: `child ${this.pid}` });
+  }
+
+  /** A running child keeps the event loop alive (the default). */
+  ref(): this {
+    if (!this.#settled) this.#child.ref(true);
+    return this;
+  }
+
+  /** A running child no longer keeps the event loop alive; it is still reaped. */
+  unref(): this {
+    if (!this.#settled) this.#child.ref(false);
+    return this;
+  }
+
+  /**
+   * Releases the fds handed to you (`fd`, `pidfd`). Never kills; idempotent.
+   * `exited` still settles and `kill()` keeps working until the reap.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#releaseFds();
+  }
+
+  /** Kills the child (`killSignal`, default SIGTERM), waits for its exit, then closes. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#settled) this.#killQuietly(this.#req.killSignal);
+    try {
+      await this.exited;
+    } finally {
+      this.close();
+    }
+  }
+
+  #openUserFds(): void {
+    if (this.#settled) return; // reaped: nothing left to open a pidfd on
+    const { fd, pidfd } = this.#child.openUserFds((this.#flags & O_CLOEXEC) !== 0, (this.#flags & O_NONBLOCK) !== 0);
+    this.#userFd = fd;
+    this.#userPidfd = pidfd;
+    this.#lease = { fds: fd === pidfd ? [fd] : [fd, pidfd], pid: this.pid };
+    leaks.register(this, this.#lease, this.#lease);
+  }
+
+  #releaseFds(): void {
+    const lease = this.#lease;
+    if (lease === null) return;
+    leaks.unregister(lease);
+    for (const fd of lease.fds) closeSync(fd);
+    lease.fds = [];
+    this.#userFd = -1;
+    this.#userPidfd = -1;
+  }
+
+  #killQuietly(signal: number): void {
+    if (this.#settled) return;
+    this.#child.kill(signal); // ESRCH: it exited meanwhile, nothing to do
+  }
+
+  #settle(raw: RawExit, fromRead: boolean): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#onAbort) this.#req.signal?.removeEventListener('abort', this.#onAbort);
+    if (typeof raw === 'number') {
+      const err = new SystemError(-raw, 'waitid', {
+        detail: raw === -ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
+      });
+      this.#reject(err);
+      if (this.listenerCount('error') > 0) {
+        if (fromRead) process.nextTick(() => this.emit('error', err));
+        else this.emit('error', err);
+      }
+      return;
+    }
+    const info = ClonefdInfo.fromRecord(raw);
+    this.info = info;
+    this.exitCode = info.exitCode;
+    this.signalCode = info.signal;
+    this.#resolve(info);
+    if (fromRead) process.nextTick(() => this.emit('exit', info));
+    else this.emit('exit', info);
+  }
+}
+
+function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] } {
+  const fds = new Int32Array(req.stdio.length).fill(-1);
+  const parentEnds: number[] = new Array(req.stdio.length).fill(-1);
+  try {
+    req.stdio.forEach((plan, i) => {
+      if (plan.type === 'pipe') {
+        const pair = binding.socketPair();
+        if (typeof pair === 'number') throw new SystemError(-pair, 'socketpair');
+        parentEnds[i] = pair[0];
+        fds[i] = pair[1];
+      } else if (plan.type === 'fd') fds[i] = plan.fd;
+      else fds[i] = -1;
+    });
+  } catch (err) {
+    for (const end of parentEnds) if (end >= 0) closeSync(end);
+    closeChildEnds(req, fds);
+    throw err;
+  }
+  return { fds, parentEnds };
+}
+
+function closeChildEnds(req: SpawnRequest, fds: Int32Array): void {
+  req.stdio.forEach((plan, i) => {
+    if (plan.type === 'pipe' && fds[i] >= 0) closeSync(fds[i]);
+  });
+}
+
+export function validateFlags(flags: unknown): number {
+  if (flags === undefined || flags === null) return O_CLOEXEC;
+  if (typeof flags !== 'number' || !Number.isInteger(flags)) throw invalidArgType('options.flags', 'of type number (an integer)', flags);
+  if ((flags & ~(O_CLOEXEC | O_NONBLOCK)) !== 0 || flags < 0) {
+    throw new SystemError(22, 'clonefd', { detail: `flags 0o${flags.toString(8)}: only O_CLOEXEC | O_NONBLOCK are allowed` });
+  }
+  return flags;
+}
