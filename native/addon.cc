@@ -482,6 +482,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["reaperPending"] = Napi::Function::New(env, ReaperPending, "reaperPending");
   exports["probe"] = Napi::Function::New(env, Probe, "probe");
   exports["recordSize"] = Napi::Number::New(env, kRecordSize);
+  exports["clockTicks"] = Napi::Number::New(env, static_cast<double>(sysconf(_SC_CLK_TCK)));
   return exports;
 }
 

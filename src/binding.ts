@@ -33,12 +33,14 @@ export interface NativeBinding {
   reaperPending(): number;
   probe(): number;
   readonly recordSize: number;
+  /** sysconf(_SC_CLK_TCK): the unit of utime/stime. */
+  readonly clockTicks: number;
 }
 
 export const binding = load(path.join(__dirname, '..')) as NativeBinding;
 
 /** Slots of the Float64Array record (native/addon.cc RecordSlot). */
-export const enum Slot {
+export enum Slot {
   Code = 0,
   Status,
   Utime,
@@ -59,7 +61,7 @@ export const enum Slot {
 }
 
 /** native/child.h enum clonefd_stage. */
-export const enum Stage {
+export enum Stage {
   None = 0,
   Stdio = 1,
   DevNull = 2,
@@ -75,7 +77,7 @@ export const enum Stage {
 }
 
 /** native/child.h plan flags. */
-export const enum PlanFlag {
+export enum PlanFlag {
   Setsid = 0x1,
   Setuid = 0x2,
   Setgid = 0x4,

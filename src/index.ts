@@ -8,7 +8,7 @@ import { normalize, type ClonefdOptions, type Engine, type SpawnOptions } from '
 import { Subprocess, validateFlags } from './subprocess';
 
 export { ClonefdInfo, type Rusage } from './info';
-export { O_CLOEXEC, O_NONBLOCK, CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLONEFD_INFO_SIZE } from './constants';
+export { O_CLOEXEC, O_NONBLOCK, CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLONEFD_INFO_SIZE, CLK_TCK } from './constants';
 export { SystemError, AbortError } from './errors';
 export { Subprocess, type SubprocessEvents } from './subprocess';
 export type { SpawnOptions, ClonefdOptions, StdioEntry, StdioName, Engine } from './options';

@@ -1,0 +1,93 @@
+// Shared test utilities: process and fd scans, polling with deadlines.
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { binding } from '../src/binding';
+
+/** Pids of this process's children that are zombies (state Z). */
+export function zombieChildren(parent = process.pid): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' && Number(rest[1]) === parent) out.push(Number(name));
+  }
+  return out;
+}
+
+/** Pids of this process's live (non-zombie) children. */
+export function liveChildren(parent = process.pid): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (rest[0] !== 'Z' && Number(rest[1]) === parent) out.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** Open fds of this process, by number → what they point to. */
+export function openFds(): Map<number, string> {
+  const fds = new Map<number, string>();
+  for (const name of readdirSync('/proc/self/fd')) {
+    try {
+      fds.set(Number(name), readlinkSync(`/proc/self/fd/${name}`));
+    } catch {
+      // the directory's own fd, closed by now
+    }
+  }
+  return fds;
+}
+
+export function fdCount(): number {
+  return openFds().size;
+}
+
+/** Open pidfds of this process. */
+export function pidfdCount(): number {
+  let n = 0;
+  for (const target of openFds().values()) if (target.includes('pidfd')) n++;
+  return n;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const tick = () => new Promise((r) => setImmediate(r));
+
+/**
+ * Polls `check` (with gc() and a macrotask in between) until it returns
+ * true or the deadline passes; returns the last result.
+ */
+export async function waitFor(check: () => boolean, deadlineMs = 10_000): Promise<boolean> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    if (check()) return true;
+    if (Date.now() > end) return false;
+    globalThis.gc?.();
+    await tick();
+    await sleep(10);
+  }
+}
+
+/** Flags of an fd (F_GETFD, F_GETFL). */
+export function fdFlags(fd: number): { cloexec: boolean; nonblock: boolean } {
+  const r = binding.fdFlags(fd);
+  if (typeof r === 'number') throw new Error(`fcntl(${fd}) failed: ${r}`);
+  return { cloexec: (r[0] & 1) !== 0, nonblock: (r[1] & 0o4000) !== 0 };
+}
+
+/** Field of /proc/<pid>/status, e.g. 'SigIgn'. */
+export function procStatus(pid: number, field: string): string | undefined {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const line = text.split('\n').find((l) => l.startsWith(`${field}:`));
+  return line?.slice(field.length + 1).trim();
+}
+
