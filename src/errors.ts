@@ -1,6 +1,7 @@
 // Errors shaped like Node's own: argument errors carry Node's ERR_* codes,
 // system errors carry code/errno/syscall (+ path and spawnargs for spawns).
-import { inspect, getSystemErrorName } from 'node:util';
+import { constants } from 'node:os';
+import { inspect } from 'node:util';
 
 function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -61,6 +62,11 @@ export class AbortError extends Error {
   }
 }
 
+// os.constants.errno knows every Linux errno (libuv's names lack some, e.g.
+// ENOEXEC). First name wins where two share a number (EAGAIN/EWOULDBLOCK).
+const errnoNames = new Map<number, string>();
+for (const [name, num] of Object.entries(constants.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
+
 export interface SystemErrorFields {
   path?: string;
   spawnargs?: string[];
@@ -81,12 +87,7 @@ export class SystemError extends Error {
   spawnargs?: string[];
   constructor(errno: number, syscall: string, fields: SystemErrorFields = {}) {
     const neg = -Math.abs(errno);
-    let code: string;
-    try {
-      code = getSystemErrorName(neg);
-    } catch {
-      code = `E${Math.abs(errno)}`;
-    }
+    const code = errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
     super(`${syscall} ${code}${fields.detail ? ` (${fields.detail})` : ''}`);
     Object.defineProperty(this, 'name', { value: 'Error', enumerable: false, configurable: true, writable: true });
     this.code = code;

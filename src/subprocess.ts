@@ -256,6 +256,9 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       }
       return;
     }
+    // Nobody can read what is written to a dead child: release stdin now,
+    // as child_process does. The readable pipes end on their own at EOF.
+    this.stdin?.destroy();
     const info = ClonefdInfo.fromRecord(raw);
     this.info = info;
     this.exitCode = info.exitCode;

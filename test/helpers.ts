@@ -1,5 +1,8 @@
 // Shared test utilities: process and fd scans, polling with deadlines.
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { binding } from '../src/binding';
 
 /** Pids of this process's children that are zombies (state Z). */
@@ -91,3 +94,22 @@ export function procStatus(pid: number, field: string): string | undefined {
   return line?.slice(field.length + 1).trim();
 }
 
+
+let probePath: string | undefined;
+/** Compiles test/fixtures/probe.c once per test process; returns the binary's path. */
+export function probe(): string {
+  if (probePath) return probePath;
+  const out = path.join(mkdtempSync(path.join(tmpdir(), 'clonefd-probe-')), 'probe');
+  execFileSync('cc', ['-O2', '-o', out, path.join(__dirname, 'fixtures', 'probe.c')]);
+  probePath = out;
+  return out;
+}
+
+/** Collects a readable stream into a string. */
+export async function collect(stream: NodeJS.ReadableStream | null): Promise<string> {
+  if (!stream) return '';
+  let text = '';
+  stream.setEncoding('utf8');
+  for await (const chunk of stream) text += chunk;
+  return text;
+}

@@ -1,0 +1,121 @@
+// Exit records: codes, signals, core dumps, and the seed's CPU times.
+import { mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLK_TCK } from '../src/index';
+import { binding } from '../src/binding';
+import { fdCount, waitFor, zombieChildren } from './helpers';
+
+let baseline = 0;
+beforeAll(async () => {
+  await spawn('/bin/true', [], { stdio: 'ignore', engine: 'direct' }).exited;
+  baseline = fdCount();
+});
+afterAll(async () => {
+  expect(await waitFor(() => zombieChildren().length === 0)).toBe(true);
+  expect(await waitFor(() => fdCount() === baseline)).toBe(true);
+});
+
+describe('exit codes', () => {
+  it.each([0, 3, 255])('exit %i', async (code) => {
+    const p = spawn('sh', ['-c', `exit ${code}`], { stdio: 'ignore' });
+    const info = await p.exited;
+    expect(info.code).toBe(CLD_EXITED);
+    expect(info.status).toBe(code);
+    expect(info.exitCode).toBe(code);
+    expect(info.signal).toBeNull();
+    expect(info.coreDumped).toBe(false);
+    expect(info.pid).toBe(p.pid);
+    expect(p.exitCode).toBe(code);
+    expect(p.signalCode).toBeNull();
+  });
+
+  it('uses clone3 unless the legacy path is forced', () => {
+    expect(binding.clonePath()).toBe(process.env.CLONEFD_LEGACY_CLONE === '1' ? 'clone' : 'clone3');
+  });
+});
+
+describe('signals', () => {
+  it.each([
+    ['SIGKILL', 9],
+    ['SIGTERM', 15],
+  ])('killed by %s', async (name, num) => {
+    const p = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const exitEvent = new Promise((r) => p.once('exit', r));
+    expect(p.kill(name)).toBe(true);
+    const info = await p.exited;
+    expect(info.code).toBe(CLD_KILLED);
+    expect(info.status).toBe(num);
+    expect(info.signal).toBe(name);
+    expect(info.exitCode).toBeNull();
+    expect(p.signalCode).toBe(name);
+    expect(await exitEvent).toBe(info);
+  });
+
+  it('kill() takes numbers and defaults to SIGTERM', async () => {
+    const a = spawn('sleep', ['30'], { stdio: 'ignore' });
+    a.kill();
+    expect((await a.exited).status).toBe(15);
+    const b = spawn('sleep', ['30'], { stdio: 'ignore' });
+    b.kill(2);
+    expect((await b.exited).signal).toBe('SIGINT');
+  });
+
+  it('kill() after the reap returns false', async () => {
+    const p = spawn('/bin/true', [], { stdio: 'ignore' });
+    await p.exited;
+    expect(p.kill('SIGKILL')).toBe(false);
+  });
+
+  it('a core dump is CLD_DUMPED', async (ctx) => {
+    const pattern = readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim();
+    const hard = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max core file size'));
+    if (pattern.startsWith('|') || hard?.split(/\s{2,}/)[2] === '0') {
+      ctx.skip(); // no core can be written here: a pipe handler or a hard limit of 0
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), 'clonefd-core-'));
+    try {
+      // The child raises its own soft limit, then kills itself with SIGSEGV.
+      const p = spawn('sh', ['-c', 'ulimit -c unlimited; kill -SEGV $$'], { cwd: dir, stdio: 'ignore' });
+      const info = await p.exited;
+      expect(info.code).toBe(CLD_DUMPED);
+      expect(info.status).toBe(11);
+      expect(info.coreDumped).toBe(true);
+      expect(info.signal).toBe('SIGSEGV');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('CPU times (the seed: the child\'s own, in clock ticks)', () => {
+  // Burns until the child's own CPU clock reaches the target, reading the
+  // clock only every million iterations (SPEC §6).
+  const burn = (ms: number) =>
+    `let x=0; const t=${ms * 1000}; for(;;){ for(let i=0;i<1e6;i++) x+=i; const u=process.cpuUsage(); if(u.user+u.system>=t) break; }`;
+
+  it('utime + stime of a child burning 0.5 s of CPU', async () => {
+    const p = spawn(process.execPath, ['-e', burn(500)], { stdio: 'ignore' });
+    const info = await p.exited;
+    expect(info.exitCode).toBe(0);
+    const ticks = info.utime! + info.stime!;
+    const expected = 0.5 * CLK_TCK;
+    // Node's own startup adds CPU time on top of the burn.
+    expect(ticks).toBeGreaterThanOrEqual(expected - 2 - expected * 0.1);
+    expect(ticks).toBeLessThanOrEqual(expected * 3 + 2);
+    expect(info.rusage).not.toBeNull();
+    const rusageTicks = ((info.rusage!.userCPUTime + info.rusage!.systemCPUTime) / 1e6) * CLK_TCK;
+    expect(Math.abs(rusageTicks - ticks)).toBeLessThanOrEqual(2 + ticks * 0.1);
+  });
+
+  it('a waiting parent does not count its reaped grandchild (rusage does)', async () => {
+    // sh waits for the burning node; "; exit 0" keeps sh from exec'ing it.
+    const p = spawn('sh', ['-c', `"${process.execPath}" -e '${burn(500)}'; exit 0`], { stdio: 'ignore' });
+    const info = await p.exited;
+    expect(info.exitCode).toBe(0);
+    expect(info.utime).not.toBeNull();
+    expect(info.utime!).toBeLessThan(5);
+    expect(info.rusage!.userCPUTime + info.rusage!.systemCPUTime).toBeGreaterThanOrEqual(0.45e6);
+  });
+});
