@@ -1,12 +1,11 @@
 /*
  * The floor for one spawn: clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) +
- * execve("/bin/true") + waitid(P_PIDFD), sequentially, in C. Prints the
- * median microseconds per spawn over ROUNDS rounds of N spawns.
- * usage: floor [N] [ROUNDS]
+ * execve("/bin/true") + waitid(P_PIDFD), one after another, in C.
+ * Prints the median microseconds of N individually timed spawns.
+ * usage: floor [N]
  */
 #define _GNU_SOURCE
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -42,23 +41,22 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 2000;
-  int rounds = argc > 2 ? atoi(argv[2]) : 1;
+  if (n < 1) n = 1;
   static char stack[65536] __attribute__((aligned(16)));
-  double per[64];
-  if (rounds > 64) rounds = 64;
-  for (int r = 0; r < rounds; r++) {
+  double *t = malloc(sizeof(double) * n);
+  if (!t) return 1;
+  for (int i = 0; i < n; i++) {
     double t0 = now_us();
-    for (int i = 0; i < n; i++) {
-      int pidfd = -1;
-      pid_t pid = clone(child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, NULL, &pidfd);
-      if (pid < 0) { perror("clone"); return 1; }
-      siginfo_t si;
-      if (syscall(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED | 0x40000000, NULL) < 0) { perror("waitid"); return 1; }
-      close(pidfd);
-    }
-    per[r] = (now_us() - t0) / n;
+    int pidfd = -1;
+    pid_t pid = clone(child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD, NULL, &pidfd);
+    if (pid < 0) { perror("clone"); return 1; }
+    siginfo_t si;
+    if (syscall(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED | 0x40000000, NULL) < 0) { perror("waitid"); return 1; }
+    close(pidfd);
+    t[i] = now_us() - t0;
   }
-  qsort(per, rounds, sizeof per[0], cmp);
-  printf("%.1f\n", per[rounds / 2]);
+  qsort(t, n, sizeof t[0], cmp);
+  printf("%.1f\n", t[n / 2]);
+  free(t);
   return 0;
 }

@@ -266,6 +266,20 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#resolve(info);
     if (fromRead) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);
+    process.nextTick(flushStdio, this.stdio);
+  }
+}
+
+/**
+ * After the exit, output nobody listens to is drained and discarded (as
+ * child_process does), so unread pipes reach EOF and close instead of
+ * holding their fds forever.
+ */
+function flushStdio(stdio: (net.Socket | null)[]): void {
+  for (const stream of stdio) {
+    if (stream && stream.readable && !stream.readableFlowing && stream.listenerCount('data') === 0 && stream.listenerCount('readable') === 0) {
+      stream.resume();
+    }
   }
 }
 
