@@ -1,0 +1,31 @@
+// The README's examples are runnable: each ```js block runs as an ES module
+// against this checkout (lib/, built by `npm test`'s pretest) and exits 0.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = path.resolve(__dirname, '..');
+const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+
+describe('README examples', () => {
+  it('has examples', () => {
+    expect(blocks.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it.each(blocks.map((code, i) => [i + 1, code]))('example %i runs', (_n, code) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'clonefd-readme-'));
+    try {
+      const file = path.join(dir, 'example.mjs');
+      const lib = JSON.stringify(path.join(root, 'lib', 'index.js'));
+      writeFileSync(file, (code as string).replaceAll("from 'clonefd'", `from ${lib}`));
+      const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
