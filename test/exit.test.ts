@@ -119,3 +119,32 @@ describe('CPU times (the seed: the child\'s own, in clock ticks)', () => {
     expect(info.rusage!.userCPUTime + info.rusage!.systemCPUTime).toBeGreaterThanOrEqual(0.45e6);
   });
 });
+
+describe('delivery', () => {
+  it("'exit' runs in the spawner's async context (AsyncLocalStorage)", async () => {
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const als = new AsyncLocalStorage<string>();
+    const seen = await als.run(
+      'spawner',
+      () =>
+        new Promise<string | undefined>((resolve) => {
+          spawn('/bin/true', [], { stdio: 'ignore' }).on('exit', () => resolve(als.getStore()));
+        }),
+    );
+    expect(seen).toBe('spawner');
+  });
+
+  it("an exception thrown by an 'exit' listener is an uncaught exception, not swallowed", async () => {
+    const { spawnSync } = await import('node:child_process');
+    const lib = JSON.stringify(path.resolve(__dirname, '..'));
+    const script = `
+      process.on('uncaughtException', (e) => { console.log('caught:' + e.message); });
+      const { spawn } = require(${lib});
+      const p = spawn('/bin/true', [], { stdio: 'ignore' });
+      p.on('exit', () => { throw new Error('boom'); });
+      p.exited.then(() => setTimeout(() => console.log('alive'), 10));`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.stdout).toBe('caught:boom\nalive\n');
+    expect(r.status).toBe(0);
+  });
+});
