@@ -21,7 +21,7 @@
           "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-fstack-protector-strong"],
           "cflags_c": ["-std=gnu11"],
           "cflags_cc": ["-std=c++17"],
-          "ldflags": ["-pthread"]
+          "ldflags": ["-pthread", "-Wl,-z,nodelete"]
         }]
       ]
     }

@@ -9,12 +9,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <cstdio>
+#include <unordered_map>
 #include <vector>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,10 +63,20 @@ struct Child {
 };
 
 // Per environment (main thread, each worker): never statics.
+// Identity of an fd handed to the user, so teardown closes it only if the
+// number still names the same file (pidfs gives every process its own inode).
+struct FdId {
+  dev_t dev;
+  ino_t ino;
+};
+
 struct EnvState {
   napi_env env = nullptr;
   uv_loop_t* loop = nullptr;
   Child* watched = nullptr;
+  // fds handed to the user and not yet closed through closeFd: a worker
+  // torn down runs no finalizers, so teardown releases them.
+  std::unordered_map<int, FdId> user_fds;
   napi_async_cleanup_hook_handle cleanup = nullptr;
   int closing = 0;
   bool tearing_down = false;
@@ -219,6 +230,13 @@ void OnEnvTeardown(napi_async_cleanup_hook_handle handle, void* arg) {
     s->closing++;
     uv_close(reinterpret_cast<uv_handle_t*>(c->poll), OnPollClosed);
   }
+  for (const auto& entry : s->user_fds) {
+    struct stat st;
+    if (fstat(entry.first, &st) == 0 && st.st_dev == entry.second.dev && st.st_ino == entry.second.ino) {
+      close(entry.first);
+    }
+  }
+  s->user_fds.clear();
   if (s->closing == 0) FinishTeardown(s);
 }
 
@@ -410,7 +428,19 @@ Napi::Value OpenPidfd(const Napi::CallbackInfo& info) {
     close(static_cast<int>(fd));
     return Napi::Number::New(env, -err);
   }
+  struct stat st;
+  if (fstat(static_cast<int>(fd), &st) == 0) State(env)->user_fds[static_cast<int>(fd)] = FdId{st.st_dev, st.st_ino};
   return Napi::Number::New(env, static_cast<double>(fd));
+}
+
+// closeFd(fd) → 0 | -errno. Closes an fd this addon created; fs.closeSync
+// would make a worker warn about an fd it never saw opened.
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  State(info.Env())->user_fds.erase(fd);
+  // Linux releases the fd even when close reports EINTR: never retry.
+  int r = close(fd);
+  return Napi::Number::New(info.Env(), r < 0 && errno != EINTR ? -errno : 0);
 }
 
 // socketpair() → [parentEnd, childEnd] | -errno. Both CLOEXEC: the child's
@@ -475,6 +505,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["kill"] = Napi::Function::New(env, Kill, "kill");
   exports["ref"] = Napi::Function::New(env, Ref, "ref");
   exports["openPidfd"] = Napi::Function::New(env, OpenPidfd, "openPidfd");
+  exports["closeFd"] = Napi::Function::New(env, CloseFd, "closeFd");
   exports["socketPair"] = Napi::Function::New(env, SocketPair, "socketPair");
   exports["fdFlags"] = Napi::Function::New(env, FdFlags, "fdFlags");
   exports["setLegacyClone"] = Napi::Function::New(env, SetLegacyClone, "setLegacyClone");

@@ -26,6 +26,8 @@ export interface NativeBinding {
   kill(child: NativeChild, signal: number): number;
   ref(child: NativeChild, on: boolean): void;
   openPidfd(child: NativeChild, cloexec: boolean, nonblock: boolean): number;
+  /** Closes an fd the addon created (and forgets it as a user fd). 0 or -errno. */
+  closeFd(fd: number): number;
   socketPair(): [number, number] | number;
   fdFlags(fd: number): [number, number] | number;
   setLegacyClone(on: boolean): void;

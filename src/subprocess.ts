@@ -1,7 +1,6 @@
 // The handle every spawn returns: the seed's contract (fd, read) and the
 // everyday process API (streams, exited, kill, ref) over one engine child.
 import { EventEmitter } from 'node:events';
-import { closeSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { binding } from './binding';
@@ -28,11 +27,7 @@ interface FdLease {
 }
 const leaks = new FinalizationRegistry<FdLease>((lease) => {
   for (const fd of lease.fds) {
-    try {
-      closeSync(fd);
-    } catch {
-      // Already closed behind our back: nothing to release.
-    }
+    binding.closeFd(fd); // EBADF: closed behind our back, nothing to release
     process.emitWarning(`Closing clonefd file descriptor ${fd} (child ${lease.pid}) on garbage collection; call close() when done with it`, 'Warning');
   }
 });
@@ -102,7 +97,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     try {
       child = engine(req, fds, (raw) => this.#settle(raw, false));
     } catch (err) {
-      for (const end of parentEnds) if (end >= 0) closeSync(end);
+      for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       throw err;
     } finally {
       closeChildEnds(req, fds);
@@ -229,7 +224,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const lease = this.#lease;
     if (lease === null) return;
     leaks.unregister(lease);
-    for (const fd of lease.fds) closeSync(fd);
+    for (const fd of lease.fds) binding.closeFd(fd);
     lease.fds = [];
     this.#userFd = -1;
     this.#userPidfd = -1;
@@ -297,7 +292,7 @@ function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] }
       else fds[i] = -1;
     });
   } catch (err) {
-    for (const end of parentEnds) if (end >= 0) closeSync(end);
+    for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
     closeChildEnds(req, fds);
     throw err;
   }
@@ -306,7 +301,7 @@ function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] }
 
 function closeChildEnds(req: SpawnRequest, fds: Int32Array): void {
   req.stdio.forEach((plan, i) => {
-    if (plan.type === 'pipe' && fds[i] >= 0) closeSync(fds[i]);
+    if (plan.type === 'pipe' && fds[i] >= 0) binding.closeFd(fds[i]);
   });
 }
 

@@ -4,7 +4,7 @@
 // with live children. Every child must be reaped exactly once and every fd
 // released, whatever the caller does with the handle.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +51,21 @@ beforeAll(async () => {
   const warmFd = clonefd('/bin/true', [], { stdio: 'ignore' });
   await warmFd.exited;
   warmFd.close();
+  // The process-wide reaper opens its epoll fd once, at its first adoption,
+  // and keeps it for the life of the process: start it now (a worker torn
+  // down with a live child) so that fd belongs to the baseline.
+  const warmWorker = new Worker(
+    `const { spawn } = require(${JSON.stringify(LIB)});
+     const k = spawn('sleep', ['30'], { stdio: 'ignore' });
+     require('node:worker_threads').parentPort.postMessage(k.pid);
+     setInterval(() => {}, 1000);`,
+    { eval: true },
+  );
+  const warmPid = await new Promise<number>((r) => warmWorker.once('message', r));
+  await warmWorker.terminate();
+  // Still our unreaped child (the reaper holds it), so the pid is safe to signal.
+  process.kill(warmPid, 'SIGKILL');
+  await waitFor(() => binding.reaperPending() === 0 && !procExists(warmPid), 10_000);
   await sleep(50);
   globalThis.gc?.();
   baseline = fdCount();
@@ -63,50 +78,45 @@ afterAll(async () => {
   expect(clean, fdReport(baselineFds)).toBe(true);
 });
 
+/**
+ * Counts collected objects. (Polling WeakRef.deref() would keep the target
+ * alive until the end of the job, across the gc() that waitFor runs next.)
+ */
+function collectionTracker() {
+  const collected = new Set<number>();
+  const registry = new FinalizationRegistry<number>((i) => collected.add(i));
+  return { registry, collected };
+}
+
 describe('unreferenced handles', () => {
-  // Spawns without keeping the handles; returns WeakRefs only, so the test
-  // can tell that the handles really were collected.
-  function spawnAndDrop(stdio: 'ignore' | undefined): WeakRef<object>[] {
-    const refs: WeakRef<object>[] = [];
+  // Spawns without keeping the handles; only the stdio sockets are tracked
+  // (weakly), for cleanup should the library leave them open.
+  function spawnAndDrop(stdio: 'ignore' | undefined, registry: FinalizationRegistry<number>, sockets: WeakRef<object>[]): void {
     for (let i = 0; i < 50; i++) {
       const child = i % 10 === 9 ? spawn('sleep', ['0.2'], stdio ? { stdio } : {}) : spawn('/bin/true', [], stdio ? { stdio } : {});
-      refs.push(new WeakRef(child));
+      registry.register(child, i);
+      for (const s of child.stdio) if (s) sockets.push(new WeakRef(s));
     }
-    return refs;
   }
 
-  it('are reaped and collected: no zombie, fds back to baseline (stdio ignore)', async () => {
-    const refs = spawnAndDrop('ignore');
-    const done = await waitFor(
-      () => zombieChildren().length === 0 && liveChildren().length === 0 && fdCount() === baseline && refs.every((r) => r.deref() === undefined),
-      10_000,
-    );
-    expect(zombieChildren()).toEqual([]);
-    expect(liveChildren()).toEqual([]);
-    expect(fdCount(), fdReport(baselineFds)).toBe(baseline);
-    expect(refs.filter((r) => r.deref() !== undefined).length, 'handles still alive after exit and gc()').toBe(0);
-    expect(done).toBe(true);
-  });
-
-  it('are reaped and collected: no zombie, fds back to baseline (default stdio: pipes)', async () => {
-    const refs = spawnAndDrop(undefined);
-    // Weak references to the stdio sockets, only to clean up after the
-    // assertions if the library leaves some open.
-    const sockets = refs.flatMap((r) => ((r.deref() as { stdio?: unknown[] })?.stdio ?? []).filter(Boolean).map((s) => new WeakRef(s as object)));
-    try {
-      const done = await waitFor(
-        () => zombieChildren().length === 0 && liveChildren().length === 0 && fdCount() === baseline && refs.every((r) => r.deref() === undefined),
-        10_000,
-      );
-      expect(zombieChildren()).toEqual([]);
-      expect(liveChildren()).toEqual([]);
-      expect(fdCount(), fdReport(baselineFds)).toBe(baseline);
-      expect(refs.filter((r) => r.deref() !== undefined).length, 'handles still alive after exit and gc()').toBe(0);
-      expect(done).toBe(true);
-    } finally {
-      for (const s of sockets) (s.deref() as { destroy?: () => void } | undefined)?.destroy?.();
-    }
-  });
+  for (const stdio of ['ignore', undefined] as const) {
+    it(`are reaped and collected: no zombie, fds back to baseline (stdio ${stdio ?? 'default: pipes'})`, async () => {
+      const { registry, collected } = collectionTracker();
+      const sockets: WeakRef<object>[] = [];
+      spawnAndDrop(stdio, registry, sockets);
+      try {
+        const done = await waitFor(() => zombieChildren().length === 0 && liveChildren().length === 0 && fdCount() === baseline && collected.size === 50, 10_000);
+        expect(zombieChildren()).toEqual([]);
+        expect(liveChildren()).toEqual([]);
+        expect(fdCount(), fdReport(baselineFds)).toBe(baseline);
+        expect(collected.size, 'handles collected after exit and gc()').toBe(50);
+        expect(done).toBe(true);
+      } finally {
+        // Cleanup only, after the assertions: sockets the library left open.
+        for (const s of sockets) (s.deref() as { destroy(): void } | undefined)?.destroy();
+      }
+    });
+  }
 });
 
 describe('close() before exit', () => {
@@ -153,20 +163,22 @@ describe('fds the user never closes', () => {
     process.on('warning', onWarning);
     try {
       const before = pidfdCount();
+      const { registry, collected } = collectionTracker();
       // Handles built in a helper frame; only plain numbers and the
       // promises (which do not reference the handle) escape.
       const make = () => {
         const eager = clonefd('/bin/true', [], { stdio: 'ignore' }); // opens fd/pidfd eagerly
         const lazy = spawn('/bin/true', [], { stdio: 'ignore' });
         const lazyFd = lazy.pidfd; // opened on first access: now the user's
+        registry.register(eager, 0);
+        registry.register(lazy, 1);
         return {
           fds: [eager.fd, lazyFd],
           pids: [eager.pid, lazy.pid],
           exited: Promise.all([eager.exited, lazy.exited]),
-          refs: [new WeakRef(eager), new WeakRef(lazy)],
         };
       };
-      const { fds, pids, exited, refs } = make();
+      const { fds, pids, exited } = make();
       for (const fd of fds) expect(isPidfd(fd), `fd ${fd} is a pidfd`).toBe(true);
       const infos = await exited;
       for (const info of infos) expect(info.exitCode).toBe(0);
@@ -175,11 +187,8 @@ describe('fds the user never closes', () => {
       expect(pidfdCount()).toBe(before + 2);
 
       const warned = (fd: number, pid: number) => warnings.some((w) => w.message.includes(`descriptor ${fd} `) && w.message.includes(`child ${pid}`));
-      const done = await waitFor(() => refs.every((r) => r.deref() === undefined) && fds.every((fd, i) => warned(fd, pids[i])) && pidfdCount() === before, 10_000);
-      expect(
-        refs.map((r) => r.deref() === undefined),
-        'handles collected',
-      ).toEqual([true, true]);
+      const done = await waitFor(() => collected.size === 2 && fds.every((fd, i) => warned(fd, pids[i])) && pidfdCount() === before, 10_000);
+      expect(collected.size, 'handles collected').toBe(2);
       for (const [i, fd] of fds.entries()) expect(warned(fd, pids[i]), `warning for fd ${fd}: ${warnings.map((w) => w.message).join(' | ')}`).toBe(true);
       expect(pidfdCount(), 'user pidfds closed by the finalizer').toBe(before);
       expect(done).toBe(true);
@@ -190,6 +199,21 @@ describe('fds the user never closes', () => {
 });
 
 describe('worker threads', () => {
+  /** Runs `src` in a worker; resolves with its messages, exit code and stderr. */
+  function runWorker(src: string, workerData?: unknown): Promise<{ messages: unknown[]; exitCode: number; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(src, { eval: true, workerData, stderr: true });
+      const messages: unknown[] = [];
+      let stderr = '';
+      worker.stderr.setEncoding('utf8');
+      worker.stderr.on('data', (d: string) => (stderr += d));
+      worker.on('message', (m) => messages.push(m));
+      worker.on('error', reject);
+      // The stderr stream ends after 'exit': wait for it so nothing is lost.
+      worker.on('exit', (exitCode) => worker.stderr.once('end', () => resolve({ messages, exitCode, stderr })).resume());
+    });
+  }
+
   it('spawn from 4 workers at once: every status and output right', async () => {
     const src = `
       const { parentPort, workerData } = require('node:worker_threads');
@@ -210,22 +234,11 @@ describe('worker threads', () => {
       })().catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));
     `;
     type Row = { i: number; pid: number; infoPid: number; code: number; status: number; out: string };
-    const runs = [0, 1, 2, 3].map(
-      (w) =>
-        new Promise<{ rows: Row[]; exitCode: number }>((resolve, reject) => {
-          const worker = new Worker(src, { eval: true, workerData: { w } });
-          let rows: Row[] | undefined;
-          worker.on('message', (m) => {
-            if (m && m.error) reject(new Error(m.error));
-            else rows = m;
-          });
-          worker.on('error', reject);
-          worker.on('exit', (exitCode) => (rows ? resolve({ rows, exitCode }) : reject(new Error(`worker ${w} exited ${exitCode} without results`))));
-        }),
-    );
-    const results = await Promise.all(runs);
-    for (const [w, { rows, exitCode }] of results.entries()) {
+    const results = await Promise.all([0, 1, 2, 3].map((w) => runWorker(src, { w })));
+    for (const [w, { messages, exitCode }] of results.entries()) {
       expect(exitCode, `worker ${w} exit code`).toBe(0);
+      expect(messages).toHaveLength(1);
+      const rows = messages[0] as Row[];
       expect(rows).toHaveLength(5);
       for (const r of rows) {
         expect(r.infoPid).toBe(r.pid);
@@ -235,11 +248,31 @@ describe('worker threads', () => {
     expect(await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000), fdReport(baselineFds)).toBe(true);
   });
 
+  it('spawning and closing in a worker prints no warnings', async () => {
+    // Node tracks the fds a worker opens through fs; closing fds the addon
+    // opened through fs.closeSync() makes it warn "closed but not opened in
+    // unmanaged mode". None of that may reach the user.
+    const { messages, exitCode, stderr } = await runWorker(`
+      const { parentPort } = require('node:worker_threads');
+      const { spawn, clonefd } = require(${JSON.stringify(LIB)});
+      (async () => {
+        const a = spawn('/bin/true'); // default stdio: pipes
+        const b = clonefd('/bin/true', [], { stdio: 'ignore' });
+        const infos = await Promise.all([a.exited, b.exited]);
+        b.close();
+        parentPort.postMessage(infos.map((i) => i.exitCode));
+      })();
+    `);
+    expect(exitCode).toBe(0);
+    expect(messages).toEqual([[0, 0]]);
+    expect(stderr).toBe('');
+  });
+
   it('terminating a worker mid-flight hands its children to the reaper: all reaped, fds back', async () => {
     const pendingBefore = binding.reaperPending();
     const src = `
       const { parentPort } = require('node:worker_threads');
-      const { spawn, clonefd } = require(${JSON.stringify(LIB)});
+      const { spawn } = require(${JSON.stringify(LIB)});
       const kids = [spawn('sleep', ['2']), spawn('sleep', ['2'], { stdio: 'ignore' }), spawn('sleep', ['2'], { stdio: 'ignore' })];
       kids[2].unref(); // unref'd children are handed over too
       parentPort.postMessage({ pids: kids.map((k) => k.pid), at: Date.now() });
@@ -274,6 +307,68 @@ describe('worker threads', () => {
     for (const pid of pids) expect(zombieChildren()).not.toContain(pid);
     expect(await waitFor(() => binding.reaperPending() === pendingBefore, 5_000), 'reaper drained').toBe(true);
     expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport(baselineFds)).toBe(true);
+  });
+
+  it('terminating a worker that never closed its clonefd() handle releases that fd', async () => {
+    const before = openFds();
+    const worker = new Worker(
+      `const { clonefd } = require(${JSON.stringify(LIB)});
+       const h = clonefd('sleep', ['0.3'], { stdio: 'ignore' });
+       require('node:worker_threads').parentPort.postMessage({ pid: h.pid, fd: h.fd });
+       setInterval(() => {}, 1000);`,
+      { eval: true },
+    );
+    const { pid, fd } = await new Promise<{ pid: number; fd: number }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    expect(isPidfd(fd)).toBe(true);
+    await worker.terminate();
+    try {
+      expect(await waitFor(() => !procExists(pid), 10_000), `child ${pid} reaped`).toBe(true);
+      const released = await waitFor(() => !isPidfd(fd) && fdCount() === baseline, 5_000);
+      expect(isPidfd(fd), `the worker's user fd ${fd} after the worker is gone`).toBe(false);
+      expect(released, fdReport(baselineFds)).toBe(true);
+    } finally {
+      // Cleanup only, after the assertions: close pidfds the library left
+      // behind, so later tests measure their own fds.
+      for (const [n, target] of openFds()) if (target.includes('pidfd') && before.get(n) !== target) closeSync(n);
+    }
+  });
+
+  it('a process whose main thread never loaded clonefd survives a worker torn down with live children', () => {
+    // Only the worker loads the addon. When the worker goes, Node may unload
+    // the addon, while the reaper thread it started still runs its code.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `
+        const { Worker } = require('node:worker_threads');
+        const fs = require('node:fs');
+        const w = new Worker(\`
+          const { spawn } = require(${JSON.stringify(LIB)});
+          const k = spawn('sleep', ['0.3'], { stdio: 'ignore' });
+          require('node:worker_threads').parentPort.postMessage(k.pid);
+          setInterval(() => {}, 1000);
+        \`, { eval: true });
+        w.once('message', async (pid) => {
+          await w.terminate();
+          console.log('terminated');
+          const end = Date.now() + 10000;
+          while (fs.existsSync('/proc/' + pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+          console.log(fs.existsSync('/proc/' + pid) ? 'child left behind' : 'child reaped');
+        });
+      `,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      status: 0,
+      signal: null,
+      stdout: 'terminated\nchild reaped\n',
+      stderr: '',
+    });
   });
 });
 
