@@ -10,23 +10,33 @@ const common = {
   hookTimeout: 30_000,
 };
 
+// The suites that every engine must pass.
+const shared = [
+  'test/contract.test.ts',
+  'test/exit.test.ts',
+  'test/stdio.test.ts',
+  'test/errors.test.ts',
+  'test/lifecycle.test.ts',
+  'test/coexist.test.ts',
+];
+
 export default defineConfig({
   test: {
     projects: [
       {
-        test: {
-          ...common,
-          name: 'direct',
-          include: ['test/**/*.test.ts'],
-        },
+        // The default engine: the helper process.
+        test: { ...common, name: 'helper', include: ['test/**/*.test.ts'] },
       },
       {
-        // The same contract suites again on the legacy clone() path.
+        test: { ...common, name: 'direct', include: shared, env: { CLONEFD_ENGINE: 'direct' } },
+      },
+      {
+        // The direct engine again, on the legacy clone() path.
         test: {
           ...common,
           name: 'legacy-clone',
           include: ['test/contract.test.ts', 'test/stdio.test.ts', 'test/errors.test.ts', 'test/exit.test.ts'],
-          env: { CLONEFD_LEGACY_CLONE: '1' },
+          env: { CLONEFD_ENGINE: 'direct', CLONEFD_LEGACY_CLONE: '1' },
         },
       },
     ],

@@ -40,6 +40,7 @@ function median(xs) {
 }
 
 const contenders = {
+  'clonefd (helper)': () => clonefd.spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited,
   'clonefd (direct)': () => clonefd.spawn('/bin/true', [], { stdio: 'ignore', engine: 'direct' }).exited,
   'child_process.spawn': () =>
     new Promise((resolve, reject) => {
@@ -83,7 +84,7 @@ async function main() {
       for (let i = 0; i < perRound && samples[name].length < opts.n; i++) samples[name].push(await timeOne(fn));
     }
   }
-  const floor = opts.heapMiB === 0 ? cFloor(opts.n) : cFloor(opts.n);
+  const floor = cFloor(opts.n);
   const result = {
     node: process.version,
     kernel: os.release(),
@@ -92,10 +93,14 @@ async function main() {
     medianMicros: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, Math.round(median(v))])),
     cFloorMicros: floor,
   };
-  const ours = result.medianMicros['clonefd (direct)'];
   const theirs = result.medianMicros['child_process.spawn'];
-  result.speedupVsChildProcess = Number((theirs / ours).toFixed(2));
-  result.ratioToFloor = floor ? Number((ours / floor).toFixed(2)) : null;
+  result.speedupVsChildProcess = {};
+  result.ratioToFloor = {};
+  for (const [name, us] of Object.entries(result.medianMicros)) {
+    if (!name.startsWith('clonefd')) continue;
+    result.speedupVsChildProcess[name] = Number((theirs / us).toFixed(2));
+    result.ratioToFloor[name] = floor ? Number((us / floor).toFixed(2)) : null;
+  }
   if (opts.json) {
     console.log(JSON.stringify(result));
     return;
@@ -107,7 +112,9 @@ async function main() {
   row('C floor (clone+exec+wait)', floor);
   for (const [name, us] of Object.entries(result.medianMicros)) row(name, us);
   console.log('');
-  console.log(`  clonefd is ${result.speedupVsChildProcess}x faster than child_process.spawn`);
+  for (const [name, x] of Object.entries(result.speedupVsChildProcess)) {
+    console.log(`  ${name} is ${x}x as fast as child_process.spawn`);
+  }
   void ballast;
 }
 

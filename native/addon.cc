@@ -14,12 +14,17 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
+#include "helper_start.h"
+#include "protocol.h"
 #include "reap.h"
 #include "reaper.h"
 #include "sys.h"
@@ -42,14 +47,23 @@ enum RecordSlot {
   kRecordSize
 };
 
+// Spawn flag beyond child.h's: kill the child when its creating thread exits.
+constexpr int kKillWithParent = 0x8;
+
 const napi_type_tag kChildTag = {0x636c6f6e65666400ULL, 0x6368696c64000001ULL};
 
 struct EnvState;
 
-// One spawned child. Two owners: the JavaScript External (until its
-// finalizer runs) and the uv_poll_t (until its close callback runs). The
-// struct is freed when both are gone.
+// What one uv_poll_t watches: a child of the direct engine (kChild: reaped
+// when its pidfd is readable), or an fd of the helper engine (kFd: an
+// environment socket or an orphan's pidfd, owned by the watch; JavaScript
+// is called each time it is readable). Two owners: the JavaScript External
+// (until its finalizer runs) and the uv_poll_t (until its close callback
+// runs). The struct is freed when both are gone.
+enum Kind { kChild, kFd };
+
 struct Child {
+  Kind kind = kChild;
   EnvState* state = nullptr;
   pid_t pid = 0;
   int pidfd = -1;              // private; closed at the reap or given to the reaper
@@ -103,6 +117,11 @@ void OnPollClosed(uv_handle_t* handle) {
   Child* c = static_cast<Child*>(handle->data);
   delete reinterpret_cast<uv_poll_t*>(handle);
   c->poll = nullptr;
+  if (c->kind == kFd && c->pidfd >= 0) {
+    // A watched fd lives exactly as long as its watch.
+    close(c->pidfd);
+    c->pidfd = -1;
+  }
   if (c->closed_by_teardown) {
     EnvState* s = c->state;
     c->state = nullptr;
@@ -130,21 +149,24 @@ void StopWatching(Child* c) {
   }
 }
 
-napi_value RecordOrError(napi_env env, int r, const clonefd_exit& ex) {
-  napi_value v;
+// The record as a Float64Array (Slot layout), or -errno as a number;
+// nullptr when the environment cannot make values any more (it is being
+// torn down, or JavaScript may no longer run there).
+napi_value RecordOrError(napi_env env, int r, const clonefd_exit& ex, pid_t pid) {
+  napi_value v = nullptr;
   if (r < 0) {
-    napi_create_int32(env, r, &v);
+    if (napi_create_int32(env, r, &v) != napi_ok) return nullptr;
     return v;
   }
-  napi_value buf;
-  void* data;
-  napi_create_arraybuffer(env, kRecordSize * sizeof(double), &data, &buf);
+  napi_value buf = nullptr;
+  void* data = nullptr;
+  if (napi_create_arraybuffer(env, kRecordSize * sizeof(double), &data, &buf) != napi_ok || data == nullptr) return nullptr;
   double* d = static_cast<double*>(data);
   d[kCode] = ex.code;
   d[kStatus] = ex.status;
   d[kUtime] = ex.utime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(ex.utime);
   d[kStime] = ex.stime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(ex.stime);
-  d[kPid] = 0;  // filled by the caller
+  d[kPid] = pid;
   d[kSource] = ex.source;
   d[kRusageKnown] = ex.rusage_known;
   d[kRuUtimeUs] = ex.ru.ru_utime.tv_sec * 1e6 + ex.ru.ru_utime.tv_usec;
@@ -156,52 +178,80 @@ napi_value RecordOrError(napi_env env, int r, const clonefd_exit& ex) {
   d[kOublock] = ex.ru.ru_oublock;
   d[kNvcsw] = ex.ru.ru_nvcsw;
   d[kNivcsw] = ex.ru.ru_nivcsw;
-  napi_create_typedarray(env, napi_float64_array, kRecordSize, buf, 0, &v);
+  if (napi_create_typedarray(env, napi_float64_array, kRecordSize, buf, 0, &v) != napi_ok) return nullptr;
   return v;
+}
+
+// Waits for an exited child through its pidfd and reaps it, whatever the
+// fd's O_NONBLOCK (libuv sets it on every polled fd). Last resorts only.
+void ReapBlocking(int pidfd) {
+  struct pollfd p = {pidfd, POLLIN, 0};
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+  }
+  siginfo_t si;
+  long r;
+  do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, nullptr);
+  while (r == -EINTR);
 }
 
 // Reap now (the pidfd is readable) and stop watching. Returns the reap's
 // result; the record is in *ex.
 int ReapAndStop(Child* c, clonefd_exit* ex) {
   int r = clonefd_reap(c->pidfd, c->pid, ex);
+  if (r == -EAGAIN) return r;  // not exited after all: keep watching
+  // Out of libuv's epoll before the fd number can be reused.
+  StopWatching(c);
   close(c->pidfd);
   c->pidfd = -1;
-  StopWatching(c);
   return r;
+}
+
+// Calls fn(args) from a uv callback: a HandleScope, the async context of
+// the spawn, and an exception thrown there becomes an uncaught exception.
+void CallFromLoop(napi_env env, napi_async_context ctx, napi_ref fn_ref, size_t argc, napi_value* argv) {
+  napi_value fn, recv;
+  if (napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == nullptr) return;
+  napi_get_global(env, &recv);  // make_callback needs an object receiver
+  napi_status st = napi_make_callback(env, ctx, recv, fn, argc, argv, nullptr);
+  if (st == napi_pending_exception) {
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+  }
+}
+
+void OnFdReady(Child* c) {
+  napi_env env = c->state->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  CallFromLoop(env, c->async_ctx, c->on_exit, 0, nullptr);
+  napi_close_handle_scope(env, scope);
 }
 
 void OnPoll(uv_poll_t* handle, int status, int events) {
   (void)status;
   (void)events;
   Child* c = static_cast<Child*>(handle->data);
+  if (c->kind == kFd) {
+    OnFdReady(c);
+    return;
+  }
   EnvState* s = c->state;
   napi_env env = s->env;
   clonefd_exit ex;
   int r = ReapAndStop(c, &ex);
+  if (r == -EAGAIN) return;
 
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) {
     ReleaseJs(c, env);
     return;
   }
-  napi_value record = RecordOrError(env, r, ex);
-  if (r >= 0) {
-    napi_value ta = record;
-    void* data;
-    size_t len;
-    napi_get_typedarray_info(env, ta, nullptr, &len, &data, nullptr, nullptr);
-    static_cast<double*>(data)[kPid] = c->pid;
-  }
-  napi_value fn, recv;
-  napi_get_reference_value(env, c->on_exit, &fn);
-  napi_get_global(env, &recv);  // make_callback needs an object receiver
-  // MakeCallback with the spawn's async context: AsyncLocalStorage sees the
-  // spawner's store, and microtasks run afterwards as for any callback.
-  napi_status st = napi_make_callback(env, c->async_ctx, recv, fn, 1, &record, nullptr);
-  if (st == napi_pending_exception) {
-    napi_value err;
-    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-  }
+  // The child is reaped either way; JavaScript only hears of it if the
+  // environment can still run it.
+  napi_value record = RecordOrError(env, r, ex, c->pid);
+  // With the spawn's async context: AsyncLocalStorage sees the spawner's
+  // store, and microtasks run afterwards as for any callback.
+  if (record != nullptr) CallFromLoop(env, c->async_ctx, c->on_exit, 1, &record);
   ReleaseJs(c, env);
   napi_close_handle_scope(env, scope);
 }
@@ -214,14 +264,16 @@ void OnEnvTeardown(napi_async_cleanup_hook_handle handle, void* arg) {
   // the process-wide reaper so none is left a zombie.
   while (Child* c = s->watched) {
     Unlink(c);
-    if (clonefd_reaper_adopt(c->pidfd) == 0) {
+    if (c->kind == kFd) {
+      // Closed with its watch (OnPollClosed): the helper sees this
+      // environment's socket close and kills its killWithParent children.
+    } else if (clonefd_reaper_adopt(c->pidfd) == 0) {
       c->pidfd = -1;
     } else {
       // No reaper thread could be made: kill and reap here, as the last
       // resort that still leaves no zombie behind.
       SYS4(__NR_pidfd_send_signal, c->pidfd, SIGKILL, nullptr, 0);
-      siginfo_t si;
-      SYS5(__NR_waitid, P_PIDFD, c->pidfd, &si, WEXITED | __WALL, nullptr);
+      ReapBlocking(c->pidfd);
       close(c->pidfd);
       c->pidfd = -1;
     }
@@ -298,9 +350,18 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   plan.argv = argv.get();
   plan.envp = envp ? envp->get() : environ;
   plan.cwd = has_cwd ? cwd.c_str() : nullptr;
+  plan.cwd_fd = -1;
+  plan.umask = -1;
+  plan.err_fd = -1;
   plan.stdio = stdio.Data();
   plan.nstdio = static_cast<int>(stdio.ElementLength());
   plan.flags = info[5].As<Napi::Number>().Int32Value();
+  if (plan.flags & kKillWithParent) {
+    // PR_SET_PDEATHSIG follows the thread that clones: this one.
+    plan.pdeath_signal = SIGKILL;
+    plan.parent_pid = getpid();
+    plan.flags &= ~kKillWithParent;
+  }
   plan.uid = info[6].As<Napi::Number>().Uint32Value();
   plan.gid = info[7].As<Napi::Number>().Uint32Value();
 
@@ -325,8 +386,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     // reaper, so that a failed spawn leaves nothing behind.
     SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
     if (clonefd_reaper_adopt(pidfd) != 0) {
-      siginfo_t si;
-      SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, nullptr);
+      ReapBlocking(pidfd);
       close(pidfd);
     }
     c->pidfd = -1;
@@ -370,13 +430,10 @@ Napi::Value ReapNow(const Napi::CallbackInfo& info) {
   if (n == 0) return Napi::Number::New(env, -EAGAIN);
   clonefd_exit ex;
   int r = ReapAndStop(c, &ex);
+  if (r == -EAGAIN) return Napi::Number::New(env, -EAGAIN);
   ReleaseJs(c, env);
-  napi_value v = RecordOrError(env, r, ex);
-  if (r >= 0) {
-    void* data;
-    napi_get_typedarray_info(env, v, nullptr, nullptr, &data, nullptr, nullptr);
-    static_cast<double*>(data)[kPid] = c->pid;
-  }
+  napi_value v = RecordOrError(env, r, ex, c->pid);
+  if (v == nullptr) return env.Undefined();
   return Napi::Value(env, v);
 }
 
@@ -408,20 +465,15 @@ Napi::Value OpenPidfd(const Napi::CallbackInfo& info) {
   bool nonblock = info[2].ToBoolean();
   if (c->pidfd < 0) return Napi::Number::New(env, -ESRCH);
   long fd = SYS2(__NR_pidfd_open, c->pid, nonblock ? PIDFD_NONBLOCK : 0);
-  if (fd >= 0) {
-    // pidfd_open names a pid: make sure it was still our child when it
-    // ran. If a foreign waitpid reaped it meanwhile, the pid may be
-    // another process now: use a duplicate of ours instead.
-    siginfo_t si;
-    long r = SYS5(__NR_waitid, P_PIDFD, c->pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL, nullptr);
-    if (r == -ECHILD) {
-      close(static_cast<int>(fd));
-      fd = -ECHILD;
-    }
-  }
-  if (fd < 0) {
-    fd = fcntl(c->pidfd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return Napi::Number::New(env, -errno);
+  if (fd < 0) return Napi::Number::New(env, static_cast<double>(fd));
+  // pidfd_open names a pid: make sure it was still our child when it ran.
+  // If a foreign waitpid reaped it meanwhile, the pid may be another
+  // process now, and the child is gone: nothing to hand out (ESRCH).
+  siginfo_t si;
+  long r = SYS5(__NR_waitid, P_PIDFD, c->pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL, nullptr);
+  if (r == -ECHILD) {
+    close(static_cast<int>(fd));
+    return Napi::Number::New(env, -ESRCH);
   }
   if (!cloexec && fcntl(static_cast<int>(fd), F_SETFD, 0) < 0) {
     int err = errno;
@@ -488,6 +540,450 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r == -EBADF ? 0 : (r < 0 ? static_cast<double>(r) : -ENOSYS));
 }
 
+
+// ---- the helper engine's primitives -------------------------------------
+// The orchestration (request ids, dispatch, recovery) is TypeScript
+// (src/helper.ts); here are the system calls and the wire format.
+
+// watchFd(fd, onReadable) → External. The watch owns fd from now on: it is
+// closed with the watch (unwatch, or the environment's teardown).
+Napi::Value WatchFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EnvState* s = State(env);
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Child* c = new Child();
+  c->kind = kFd;
+  c->state = s;
+  c->pidfd = fd;
+  c->poll = new uv_poll_t();
+  c->poll->data = c;
+  int r = uv_poll_init(s->loop, c->poll, fd);
+  if (r == 0) r = uv_poll_start(c->poll, UV_READABLE, OnPoll);
+  if (r != 0) {
+    c->js_owned = false;
+    if (c->poll->type == UV_POLL) {
+      uv_close(reinterpret_cast<uv_handle_t*>(c->poll), OnPollClosed);  // closes fd
+    } else {
+      delete c->poll;
+      close(fd);
+      delete c;
+    }
+    return Napi::Number::New(env, r);
+  }
+  napi_create_reference(env, info[1], 1, &c->on_exit);
+  napi_async_init(env, nullptr, Napi::String::New(env, "CLONEFD_WATCH"), &c->async_ctx);
+  c->next = s->watched;
+  if (s->watched) s->watched->prev = c;
+  s->watched = c;
+  Napi::External<Child> ext = Napi::External<Child>::New(env, c, [](Napi::Env, Child* child) {
+    child->js_owned = false;
+    MaybeFree(child);
+  });
+  ext.TypeTag(&kChildTag);
+  return ext;
+}
+
+// unwatch(watch): stops watching and closes the fd. Idempotent.
+Napi::Value Unwatch(const Napi::CallbackInfo& info) {
+  Child* c = ChildArg(info);
+  if (c->kind == kFd) {
+    StopWatching(c);
+    ReleaseJs(c, info.Env());
+  }
+  return info.Env().Undefined();
+}
+
+// The process's umask, read without changing it: umask(2) can only be
+// read by setting it, which would briefly give other threads' new files
+// the wrong mode. /proc/self/status has it (Linux >= 4.7).
+int CurrentUmask() {
+  static int fd = -1;
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  char buf[4096];
+  pthread_mutex_lock(&mu);
+  if (fd < 0) fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof buf - 1, 0);
+  pthread_mutex_unlock(&mu);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* line = strstr(buf, "\nUmask:");
+  if (!line) return -1;
+  return static_cast<int>(strtol(line + 7, nullptr, 8));
+}
+
+// helperEnsure(fallbackPath, out: Int32Array[2]) → generation | -errno
+// (out[1] = the stage when the exec of the helper failed).
+Napi::Value HelperEnsure(const Napi::CallbackInfo& info) {
+  std::string fallback = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  Napi::Int32Array out = info[1].As<Napi::Int32Array>();
+  int stage = 0;
+  long gen = clonefd_helper_ensure(fallback.c_str(), &stage);
+  out[0] = clonefd_helper_from_memfd();
+  out[1] = stage;
+  return Napi::Number::New(info.Env(), static_cast<double>(gen));
+}
+
+Napi::Value HelperConnect(const Napi::CallbackInfo& info) {
+  long gen = static_cast<long>(info[0].As<Napi::Number>().Int64Value());
+  return Napi::Number::New(info.Env(), clonefd_helper_connect(gen));
+}
+
+Napi::Value HelperPid(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), clonefd_helper_pid());
+}
+
+void AppendStrings(std::string* payload, const Napi::Value& v, uint32_t* count) {
+  Napi::Array a = v.As<Napi::Array>();
+  uint32_t n = a.Length();
+  for (uint32_t i = 0; i < n; i++) {
+    std::string str = a.Get(i).As<Napi::String>().Utf8Value();
+    payload->append(str.data(), str.size());
+    payload->push_back('\0');
+  }
+  *count = n;
+}
+
+// helperSpawn(sock, id, paths, argv, envp|null, cwd|null, stdio: Int32Array,
+//             flags, uid, gid, recordWriteFd) → 0 | -errno
+// Sends one SPAWN request. The caller keeps ownership of every fd it
+// passes (they are duplicated into the helper by SCM_RIGHTS).
+Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  uint64_t id = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  Napi::Int32Array stdio = info[6].As<Napi::Int32Array>();
+  clonefd_spawn_req req;
+  memset(&req, 0, sizeof req);
+  req.flags = info[7].As<Napi::Number>().Uint32Value();
+  req.uid = info[8].As<Napi::Number>().Uint32Value();
+  req.gid = info[9].As<Napi::Number>().Uint32Value();
+  int record_w = info[10].As<Napi::Number>().Int32Value();
+  int mask = CurrentUmask();
+  if (mask < 0) return Napi::Number::New(env, -ENOSYS);
+  req.umask = static_cast<uint32_t>(mask);
+
+  std::string payload;
+  AppendStrings(&payload, info[2], &req.npaths);
+  AppendStrings(&payload, info[3], &req.nargv);
+  if (info[4].IsNull()) {
+    // The process's real environment, as it is now.
+    uint32_t n = 0;
+    for (char** e = environ; *e; e++, n++) {
+      payload.append(*e);
+      payload.push_back('\0');
+    }
+    req.nenv = n;
+  } else {
+    AppendStrings(&payload, info[4], &req.nenv);
+  }
+  if (!info[5].IsNull()) {
+    req.flags |= CLONEFD_REQ_HAS_CWD;
+    std::string cwd = info[5].As<Napi::String>().Utf8Value();
+    payload.append(cwd.data(), cwd.size());
+    payload.push_back('\0');
+  }
+  if (payload.size() > CLONEFD_PAYLOAD_MAX) return Napi::Number::New(env, -E2BIG);
+  req.payload_len = static_cast<uint32_t>(payload.size());
+
+  // Passed fds: record pipe, Node's cwd, [payload memfd], distinct stdio fds.
+  int fds[CLONEFD_MAX_FDS];
+  int nfds = 0;
+  fds[nfds++] = record_w;
+  int cwdfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (cwdfd < 0) return Napi::Number::New(env, -errno);
+  fds[nfds++] = cwdfd;
+  int memfd = -1;
+  bool inline_payload = payload.size() <= CLONEFD_INLINE_PAYLOAD_MAX;
+  if (!inline_payload) {
+    memfd = static_cast<int>(syscall(SYS_memfd_create, "clonefd-request", MFD_CLOEXEC));
+    ssize_t w = memfd < 0 ? -1 : write(memfd, payload.data(), payload.size());
+    if (w != static_cast<ssize_t>(payload.size())) {
+      int err = memfd < 0 || w < 0 ? errno : EIO;
+      if (memfd >= 0) close(memfd);
+      close(cwdfd);
+      return Napi::Number::New(env, -err);
+    }
+    req.flags |= CLONEFD_REQ_PAYLOAD_MEMFD;
+    fds[nfds++] = memfd;
+  }
+  size_t nstdio = stdio.ElementLength();
+  if (nstdio > CLONEFD_MAX_STDIO_REMOTE) {
+    if (memfd >= 0) close(memfd);
+    close(cwdfd);
+    return Napi::Number::New(env, -E2BIG);
+  }
+  req.nstdio = static_cast<uint32_t>(nstdio);
+  for (size_t i = 0; i < nstdio; i++) {
+    int fd = stdio[i];
+    if (fd < 0) {
+      req.stdio[i] = -1;
+      continue;
+    }
+    int k = -1;
+    for (int j = inline_payload ? 2 : 3; j < nfds; j++)
+      if (fds[j] == fd) k = j;
+    if (k < 0) {
+      k = nfds;
+      fds[nfds++] = fd;
+    }
+    req.stdio[i] = k;
+  }
+
+  clonefd_msg_header h;
+  memset(&h, 0, sizeof h);
+  h.magic = CLONEFD_MAGIC;
+  h.version = CLONEFD_PROTOCOL_VERSION;
+  h.type = CLONEFD_MSG_SPAWN;
+  h.id = id;
+  struct iovec iov[3] = {{&h, sizeof h}, {&req, sizeof req}, {const_cast<char*>(payload.data()), payload.size()}};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * CLONEFD_MAX_FDS)];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = iov;
+  mh.msg_iovlen = inline_payload ? 3 : 2;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+  struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+  memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+  ssize_t n;
+  // Waits while the socket is full: the environment socket is ours alone
+  // and the helper drains it promptly. MSG_NOSIGNAL: a dead helper is EPIPE,
+  // not SIGPIPE.
+  for (;;) {
+    n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0 || errno == EINTR) {
+      if (n >= 0) break;
+      continue;
+    }
+    if (errno != EAGAIN && errno != ENOBUFS) break;
+    struct pollfd p = {sock, POLLOUT, 0};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) break;
+  }
+  int err = n < 0 ? errno : 0;
+  close(cwdfd);
+  if (memfd >= 0) close(memfd);
+  return Napi::Number::New(env, -err);
+}
+
+// Slots of a received message (src/helper.ts mirrors them).
+enum MsgSlot {
+  kMsgType, kMsgId, kMsgPid, kMsgErr, kMsgStage, kMsgFd,
+  kMsgRecord,  // kRecordSize slots of the record follow (EXIT)
+  kMsgSize = kMsgRecord + kRecordSize
+};
+
+// helperRecv(sock, out: Float64Array, block) → type | 0 (EOF) | -errno
+// (-EAGAIN: nothing there). A malformed message is dropped: -EPROTO.
+Napi::Value HelperRecv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  Napi::Float64Array out = info[1].As<Napi::Float64Array>();
+  bool block = info[2].ToBoolean();
+  struct {
+    clonefd_msg_header h;
+    union {
+      clonefd_spawned spawned;
+      clonefd_exit_msg exit;
+    } body;
+  } msg;
+  struct iovec iov = {&msg, sizeof msg};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 4)];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  ssize_t n;
+  for (;;) {
+    // libuv made the socket non-blocking (uv_poll_init): wait with poll.
+    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n >= 0 || errno == EINTR) {
+      if (n >= 0) break;
+      continue;
+    }
+    if (errno != EAGAIN || !block) break;
+    struct pollfd p = {sock, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) break;
+  }
+  if (n < 0) return Napi::Number::New(env, -errno);
+  if (n == 0) return Napi::Number::New(env, 0);
+  int fds[4];
+  int nfds = 0;
+  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    int k = static_cast<int>((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < k; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
+      if (nfds < 4) fds[nfds++] = f;
+      else close(f);
+    }
+  }
+  auto reject = [&]() {
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+    return Napi::Number::New(env, -EPROTO);
+  };
+  if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < static_cast<ssize_t>(sizeof msg.h) ||
+      msg.h.magic != CLONEFD_MAGIC || msg.h.version != CLONEFD_PROTOCOL_VERSION)
+    return reject();
+  double* d = out.Data();
+  for (int i = 0; i < kMsgSize; i++) d[i] = 0;
+  d[kMsgType] = msg.h.type;
+  d[kMsgId] = static_cast<double>(msg.h.id);
+  d[kMsgFd] = -1;
+  if (msg.h.type == CLONEFD_MSG_SPAWNED && n == sizeof msg.h + sizeof msg.body.spawned) {
+    const clonefd_spawned& sp = msg.body.spawned;
+    if ((sp.err == 0) != (nfds == 1)) return reject();
+    d[kMsgPid] = sp.pid;
+    d[kMsgErr] = sp.err;
+    d[kMsgStage] = sp.stage;
+    if (nfds == 1) d[kMsgFd] = fds[0];
+    return Napi::Number::New(env, msg.h.type);
+  }
+  if (msg.h.type == CLONEFD_MSG_EXIT && n == sizeof msg.h + sizeof msg.body.exit && nfds == 0) {
+    const clonefd_exit_msg& e = msg.body.exit;
+    double* r = d + kMsgRecord;
+    d[kMsgPid] = e.pid;
+    r[kCode] = e.code;
+    r[kStatus] = e.status;
+    r[kUtime] = e.utime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(e.utime);
+    r[kStime] = e.stime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(e.stime);
+    r[kPid] = e.pid;
+    r[kSource] = CLONEFD_SOURCE_WAITID;
+    r[kRusageKnown] = e.rusage_known;
+    r[kRuUtimeUs] = static_cast<double>(e.ru_utime_us);
+    r[kRuStimeUs] = static_cast<double>(e.ru_stime_us);
+    r[kMaxRss] = static_cast<double>(e.ru_maxrss);
+    r[kMinflt] = static_cast<double>(e.ru_minflt);
+    r[kMajflt] = static_cast<double>(e.ru_majflt);
+    r[kInblock] = static_cast<double>(e.ru_inblock);
+    r[kOublock] = static_cast<double>(e.ru_oublock);
+    r[kNvcsw] = static_cast<double>(e.ru_nvcsw);
+    r[kNivcsw] = static_cast<double>(e.ru_nivcsw);
+    return Napi::Number::New(env, msg.h.type);
+  }
+  return reject();
+}
+
+// recordPipe(cloexec, nonblock) → [readEnd, writeEnd] | -errno. The read end
+// is the contract's fd (the user's flags; registered as a user fd), the
+// write end goes to the helper and is closed here right after.
+Napi::Value RecordPipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool cloexec = info[0].ToBoolean();
+  bool nonblock = info[1].ToBoolean();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
+  if ((nonblock && fcntl(p[0], F_SETFL, O_NONBLOCK) < 0) || (!cloexec && fcntl(p[0], F_SETFD, 0) < 0)) {
+    int err = errno;
+    close(p[0]);
+    close(p[1]);
+    return Napi::Number::New(env, -err);
+  }
+  struct stat st;
+  if (fstat(p[0], &st) == 0) State(env)->user_fds[p[0]] = FdId{st.st_dev, st.st_ino};
+  Napi::Array a = Napi::Array::New(env, 2);
+  a[0u] = Napi::Number::New(env, p[0]);
+  a[1u] = Napi::Number::New(env, p[1]);
+  return a;
+}
+
+// dupUserFd(fd, cloexec, nonblock) → fd | -errno: a user-owned duplicate.
+Napi::Value DupUserFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int src = info[0].As<Napi::Number>().Int32Value();
+  bool cloexec = info[1].ToBoolean();
+  bool nonblock = info[2].ToBoolean();
+  int fd = fcntl(src, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  if (nonblock) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+      int err = errno;
+      close(fd);
+      return Napi::Number::New(env, -err);
+    }
+  }
+  struct stat st;
+  if (fstat(fd, &st) == 0) State(env)->user_fds[fd] = FdId{st.st_dev, st.st_ino};
+  return Napi::Number::New(env, fd);
+}
+
+// readRecord(fd, block, exitFd) → Float64Array [code, status, utime, stime] |
+// 0 (EOF) | -errno. One read(2) of the 24-byte struct clonefd_info.
+Napi::Value ReadRecord(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bool block = info[1].ToBoolean();
+  int exit_fd = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
+  if (!block) {
+    // Not readable yet: EAGAIN, unless the child has exited already (its
+    // pidfd is readable): then the record is on its way, and the contract
+    // says a read after the exit returns it, so wait for it.
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {exit_fd, POLLIN, 0}};
+    int n;
+    do n = poll(p, exit_fd >= 0 ? 2 : 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) return Napi::Number::New(env, -EAGAIN);
+  }
+  struct {
+    int32_t code, status;
+    uint64_t utime, stime;
+  } rec;
+  ssize_t n;
+  do n = read(fd, &rec, sizeof rec);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return Napi::Number::New(env, -errno);
+  if (n == 0) return Napi::Number::New(env, 0);
+  if (n != sizeof rec) return Napi::Number::New(env, -EPROTO);
+  Napi::Float64Array a = Napi::Float64Array::New(env, 4);
+  a[0] = rec.code;
+  a[1] = rec.status;
+  a[2] = rec.utime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(rec.utime);
+  a[3] = rec.stime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(rec.stime);
+  return a;
+}
+
+// killPidfd(pidfd, signal) → 0 | -errno.
+Napi::Value KillPidfd(const Napi::CallbackInfo& info) {
+  long r = SYS4(__NR_pidfd_send_signal, info[0].As<Napi::Number>().Int32Value(),
+                info[1].As<Napi::Number>().Int32Value(), nullptr, 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+// recoverExit(pidfd, pid) → record | -EAGAIN (still running) | -ECHILD (lost).
+// For a child whose helper died: it is someone else's orphan now. Its
+// status comes from the zombie's /proc/<pid>/stat (field 52, times 14-15)
+// while the zombie lasts, confirmed by the pidfd (the pid cannot be reused
+// before the reap), else from PIDFD_INFO_EXIT with times unknown.
+Napi::Value RecoverExit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int pidfd = info[0].As<Napi::Number>().Int32Value();
+  pid_t pid = info[1].As<Napi::Number>().Int32Value();
+  struct pollfd p = {pidfd, POLLIN, 0};
+  int n;
+  do n = poll(&p, 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) return Napi::Number::New(env, -EAGAIN);
+  clonefd_exit ex;
+  int r = clonefd_recover(pidfd, pid, &ex);
+  if (r < 0) return Napi::Number::New(env, r);
+  napi_value v = RecordOrError(env, 0, ex, pid);
+  if (v == nullptr) return env.Undefined();
+  return Napi::Value(env, v);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EnvState* s = new EnvState();
   s->env = env;
@@ -512,6 +1008,19 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["clonePath"] = Napi::Function::New(env, ClonePath, "clonePath");
   exports["reaperPending"] = Napi::Function::New(env, ReaperPending, "reaperPending");
   exports["probe"] = Napi::Function::New(env, Probe, "probe");
+  exports["watchFd"] = Napi::Function::New(env, WatchFd, "watchFd");
+  exports["unwatch"] = Napi::Function::New(env, Unwatch, "unwatch");
+  exports["helperEnsure"] = Napi::Function::New(env, HelperEnsure, "helperEnsure");
+  exports["helperConnect"] = Napi::Function::New(env, HelperConnect, "helperConnect");
+  exports["helperPid"] = Napi::Function::New(env, HelperPid, "helperPid");
+  exports["helperSpawn"] = Napi::Function::New(env, HelperSpawn, "helperSpawn");
+  exports["helperRecv"] = Napi::Function::New(env, HelperRecv, "helperRecv");
+  exports["recordPipe"] = Napi::Function::New(env, RecordPipe, "recordPipe");
+  exports["dupUserFd"] = Napi::Function::New(env, DupUserFd, "dupUserFd");
+  exports["readRecord"] = Napi::Function::New(env, ReadRecord, "readRecord");
+  exports["killPidfd"] = Napi::Function::New(env, KillPidfd, "killPidfd");
+  exports["recoverExit"] = Napi::Function::New(env, RecoverExit, "recoverExit");
+  exports["messageSize"] = Napi::Number::New(env, kMsgSize);
   exports["recordSize"] = Napi::Number::New(env, kRecordSize);
   exports["clockTicks"] = Napi::Number::New(env, static_cast<double>(sysconf(_SC_CLK_TCK)));
   return exports;

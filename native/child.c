@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 
 #include "child.h"
 #include "sys.h"
@@ -19,6 +20,10 @@
 __attribute__((noreturn)) static void fail(struct clonefd_plan *p, int stage, long r) {
   p->err = (int)-r;
   p->stage = stage;
+  if (p->err_fd >= 0) {
+    int32_t rec[2] = {(int32_t)-r, stage};
+    SYS3(__NR_write, p->err_fd, rec, sizeof rec);
+  }
   for (;;) SYS1(__NR_exit_group, 127);
 }
 
@@ -62,9 +67,28 @@ int clonefd_child_main(void *arg) {
   int fds[MAX_STDIO];
   long r;
 
+  if (p->pdeath_signal) {
+    r = SYS2(__NR_prctl, PR_SET_PDEATHSIG, p->pdeath_signal);
+    if (r < 0) fail(p, CLONEFD_STAGE_SIGNALS, r);
+    /* The parent may have died before the prctl took effect. */
+    if (SYS0(__NR_getppid) != p->parent_pid) fail(p, CLONEFD_STAGE_SIGNALS, -ESRCH);
+  }
   if (p->flags & CLONEFD_SETSID) {
     r = SYS0(__NR_setsid);
     if (r < 0) fail(p, CLONEFD_STAGE_SETSID, r);
+  }
+  /* Start from the given directory before any fd is moved: cwd_fd may sit
+     where a stdio target goes. */
+  if (p->cwd_fd >= 0) {
+    r = SYS1(__NR_fchdir, p->cwd_fd);
+    if (r < 0) fail(p, CLONEFD_STAGE_CHDIR, r);
+  }
+  if (p->umask >= 0) SYS1(__NR_umask, p->umask);
+  /* The error pipe must survive the shuffle below: move it above n. */
+  if (p->err_fd >= 0 && p->err_fd < n) {
+    r = SYS3(__NR_fcntl, p->err_fd, F_DUPFD_CLOEXEC, n);
+    if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
+    p->err_fd = (int)r;
   }
 
   /* Pass 1: move every source that a target slot could clobber (an fd

@@ -41,7 +41,17 @@ struct clonefd_plan {
   const char *const *paths;
   char *const *argv;
   char *const *envp;
-  const char *cwd; /* NULL: inherit */
+  const char *cwd; /* NULL: inherit; relative to cwd_fd when that is set */
+  int cwd_fd;      /* -1, or a directory to start from (the helper gets Node's cwd this way) */
+  int umask;       /* -1: inherit */
+  /* -1, or a CLOEXEC pipe to write {err, stage} (two int32) to on failure:
+     how a child without shared memory reports (the helper's children). */
+  int err_fd;
+  /* 0, or a signal the child gets when the thread that created it exits
+     (PR_SET_PDEATHSIG); parent_pid guards against the parent being gone
+     before the prctl. */
+  int pdeath_signal;
+  int parent_pid;
   /* stdio[i] is the parent's fd that becomes the child's fd i; -1 means
      /dev/null for i < 3 and "closed" beyond. */
   const int *stdio;
@@ -69,6 +79,16 @@ int clonefd_child_main(void *plan);
  * already been reaped: nothing is left behind.
  */
 long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd);
+
+/*
+ * The helper's spawn: CLONE_VM|CLONE_PIDFD without CLONE_VFORK, so the
+ * caller goes on serving others while the child execs, and nothing is
+ * copied (no page tables, no copy-on-write faults). The child runs on
+ * `stack` and reads `plan`: both must stay untouched until the child has
+ * exec'd (plan->err_fd, a CLOEXEC pipe, reads EOF) or exited. Reports
+ * through plan->err_fd only. Returns the pid (and *pidfd), or -errno.
+ */
+long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd);
 
 /* 0: clone3 then clone; 1: legacy clone() only (tests and old kernels). */
 void clonefd_force_legacy_clone(int on);

@@ -30,7 +30,7 @@ struct clonefd_pidfd_info {
 #define CLONEFD_PIDFD_GET_INFO _IOWR(0xFF, 11, struct clonefd_pidfd_info)
 #define CLONEFD_PIDFD_INFO_EXIT (1UL << 3)
 
-int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime) {
+int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime, int *exit_code) {
   char path[32], buf[2048];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -48,21 +48,32 @@ int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime) {
   if (!p || p[1] != ' ') return -EINVAL;
   p += 2;
   if (*p != 'Z') return -ESRCH;
-  /* p is at field 3; utime is field 14. */
-  for (int field = 3; field < 14; field++) {
+  /* Walk from field 3 to field 52, picking 14, 15 and 52. */
+  unsigned long long v14 = 0, v15 = 0;
+  long long v52 = -1;
+  for (int field = 3; field <= 52; field++) {
+    if (field == 14 || field == 15 || field == 52) {
+      char *end;
+      long long v = strtoll(p, &end, 10);
+      if (end == p) return -EINVAL;
+      if (field == 14) v14 = (unsigned long long)v;
+      else if (field == 15) v15 = (unsigned long long)v;
+      else v52 = v;
+    }
+    if (field == 52) break;
     p = strchr(p, ' ');
-    if (!p) return -EINVAL;
+    if (!p) {
+      if (field >= 15 && !exit_code) break; /* old kernels: no field 52 */
+      return -EINVAL;
+    }
     p++;
   }
-  char *end;
-  errno = 0;
-  unsigned long long u = strtoull(p, &end, 10);
-  if (end == p || *end != ' ') return -EINVAL;
-  p = end + 1;
-  unsigned long long s = strtoull(p, &end, 10);
-  if (end == p) return -EINVAL;
-  *utime = u;
-  *stime = s;
+  *utime = v14;
+  *stime = v15;
+  if (exit_code) {
+    if (v52 < 0) return -EINVAL;
+    *exit_code = (int)v52;
+  }
   return 0;
 }
 
@@ -105,7 +116,7 @@ int clonefd_reap(int pidfd, pid_t pid, struct clonefd_exit *out) {
   memset(out, 0, sizeof *out);
   out->utime = out->stime = CLONEFD_TIME_UNKNOWN;
   uint64_t u, s;
-  int have_times = clonefd_zombie_times(pid, &u, &s) == 0;
+  int have_times = clonefd_zombie_times(pid, &u, &s, NULL) == 0;
 
   siginfo_t si;
   memset(&si, 0, sizeof si);
@@ -128,5 +139,24 @@ int clonefd_reap(int pidfd, pid_t pid, struct clonefd_exit *out) {
   if (r != -ECHILD) return (int)r;
   /* Someone else's waitpid(-1) won: the zombie we read may not even have
      been ours by then, so its times are dropped. */
+  return from_pidfd_info(pidfd, out);
+}
+
+int clonefd_recover(int pidfd, pid_t pid, struct clonefd_exit *out) {
+  memset(out, 0, sizeof *out);
+  out->utime = out->stime = CLONEFD_TIME_UNKNOWN;
+  uint64_t u, s;
+  int wstatus;
+  if (clonefd_zombie_times(pid, &u, &s, &wstatus) == 0) {
+    /* The pid is only reusable after the reap; if the pidfd's process is
+       still there (a zombie takes signal 0), what we read was ours. */
+    if (SYS4(__NR_pidfd_send_signal, pidfd, 0, NULL, 0) == 0) {
+      clonefd_decode_wait_status(wstatus, &out->code, &out->status);
+      out->utime = u;
+      out->stime = s;
+      out->source = CLONEFD_SOURCE_PIDFD_INFO;
+      return 0;
+    }
+  }
   return from_pidfd_info(pidfd, out);
 }

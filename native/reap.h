@@ -34,10 +34,19 @@ struct clonefd_exit {
 
 /*
  * The seed's utime/stime: fields 14 and 15 of /proc/<pid>/stat, taken only
- * when field 3 says Z (a zombie: the pid is still ours, its times final).
- * Returns 0 with the times filled, or -errno / -ESRCH when not a zombie.
+ * when field 3 says Z (a zombie: its times are final), and with exit_code
+ * non-NULL field 52 (the wait status). Returns 0 with the values filled,
+ * or -errno / -ESRCH when not a zombie.
  */
-int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime);
+int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime, int *exit_code);
+
+/*
+ * The record of a child that is not ours to reap (its helper died and it
+ * was reparented): from the zombie's /proc/<pid>/stat while it lasts, else
+ * PIDFD_INFO_EXIT with times unknown. Call once the pidfd is readable.
+ * Returns 0, or -ECHILD when the status is lost.
+ */
+int clonefd_recover(int pidfd, pid_t pid, struct clonefd_exit *out);
 
 /*
  * Reap an exited child through its pidfd and fill *out. Call it once the

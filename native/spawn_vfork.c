@@ -77,17 +77,15 @@ const char *clonefd_clone_path(void) {
   return __atomic_load_n(&last_path_legacy, __ATOMIC_RELAXED) ? "clone" : "clone3";
 }
 
-long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
-  /* The child runs here, below nothing the suspended caller still uses:
-     the caller is blocked in clone until the child execs or exits. */
-  char stack[16384] __attribute__((aligned(16)));
+/* clone3 (or legacy clone) of clonefd_child_main(plan) on the given stack,
+   sharing the caller's memory, with every signal blocked around it.
+   Returns the pid or -errno. */
+static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, int vfork, int *pidfd) {
   uint64_t all = ~0ULL, saved = 0;
-  int pidfd = -1;
   long pid = -ENOSYS;
   int legacy = __atomic_load_n(&legacy_only, __ATOMIC_RELAXED);
+  uint64_t shared = CLONE_VM | CLONE_PIDFD | (vfork ? CLONE_VFORK : 0);
 
-  plan->err = 0;
-  plan->stage = CLONEFD_STAGE_NONE;
   /* Block everything with the raw call: libc's pthread_sigmask would leave
      its internal signals open, and a handler of the parent must never run
      on the child's borrowed memory before the child resets dispositions. */
@@ -95,11 +93,11 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
   if (!legacy) {
     struct clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.flags = shared | CLONE_CLEAR_SIGHAND;
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = 0; /* no SIGCHLD (until exec; see the README) */
     args.stack = (uint64_t)(uintptr_t)stack;
-    args.stack_size = sizeof stack;
+    args.stack_size = size;
     pid = clonefd_clone3_run(&args, sizeof args, clonefd_child_main, plan);
     /* ENOSYS: no clone3 (< 5.3). EPERM: container seccomp profiles refuse
        clone3 without CAP_SYS_ADMIN. EINVAL: clone3 without
@@ -111,17 +109,26 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
   }
   if (legacy) {
     /* CLONE_PIDFD makes clone() store the pidfd through parent_tid. */
-    pid = clone(clonefd_child_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
-                plan, &pidfd, NULL, NULL);
+    pid = clone(clonefd_child_main, stack + size, (int)shared, plan, pidfd, NULL, NULL);
     if (pid < 0) pid = -errno;
   }
   SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &saved, NULL, KERNEL_SIGSET_SIZE);
+  if (pid >= 0) __atomic_store_n(&last_path_legacy, legacy, __ATOMIC_RELAXED);
+  return pid;
+}
 
+long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
+  /* The child runs here, below nothing the suspended caller still uses:
+     the caller is blocked in clone until the child execs or exits. */
+  char stack[16384] __attribute__((aligned(16)));
+  int pidfd = -1;
+  plan->err = 0;
+  plan->stage = CLONEFD_STAGE_NONE;
+  long pid = clone_on_stack(plan, stack, sizeof stack, 1, &pidfd);
   if (pid < 0) {
     plan->stage = CLONEFD_STAGE_CLONE;
     return pid;
   }
-  __atomic_store_n(&last_path_legacy, legacy, __ATOMIC_RELAXED);
   if (plan->err) {
     /* The child failed before exec and has exited (or is about to: vfork
        resumes us at its mm release). Reap it now so no zombie remains. */
@@ -135,4 +142,11 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
   }
   *pidfd_out = pidfd;
   return pid;
+}
+
+long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd) {
+  plan->err = 0;
+  plan->stage = CLONEFD_STAGE_NONE;
+  *pidfd = -1;
+  return clone_on_stack(plan, (char *)stack, size, 0, pidfd);
 }

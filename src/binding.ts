@@ -35,11 +35,40 @@ export interface NativeBinding {
   reaperPending(): number;
   probe(): number;
   readonly recordSize: number;
+  /** Helper engine (native/addon.cc "the helper engine's primitives"). */
+  watchFd(fd: number, onReadable: () => void): NativeChild | number;
+  unwatch(watch: NativeChild): void;
+  helperEnsure(fallbackPath: string, out: Int32Array): number;
+  helperConnect(generation: number): number;
+  helperPid(): number;
+  helperSpawn(
+    sock: number,
+    id: number,
+    paths: string[],
+    argv: string[],
+    envp: string[] | null,
+    cwd: string | null,
+    stdio: Int32Array,
+    flags: number,
+    uid: number,
+    gid: number,
+    recordWriteFd: number,
+  ): number;
+  helperRecv(sock: number, out: Float64Array, block: boolean): number;
+  recordPipe(cloexec: boolean, nonblock: boolean): [number, number] | number;
+  dupUserFd(fd: number, cloexec: boolean, nonblock: boolean): number;
+  readRecord(fd: number, block: boolean, exitFd: number): Float64Array | number;
+  killPidfd(pidfd: number, signal: number): number;
+  recoverExit(pidfd: number, pid: number): Float64Array | number;
+  readonly messageSize: number;
   /** sysconf(_SC_CLK_TCK): the unit of utime/stime. */
   readonly clockTicks: number;
 }
 
-export const binding = load(path.join(__dirname, '..')) as NativeBinding;
+const root = path.join(__dirname, '..');
+export const binding = load(root) as NativeBinding;
+/** Where the loaded addon lives (build/Release or prebuilds/<platform>). */
+export const bindingPath: string = (load as unknown as { resolve(dir: string): string }).resolve(root);
 
 /** Slots of the Float64Array record (native/addon.cc RecordSlot). */
 export enum Slot {
@@ -83,6 +112,7 @@ export enum PlanFlag {
   Setsid = 0x1,
   Setuid = 0x2,
   Setgid = 0x4,
+  KillWithParent = 0x8,
 }
 
 if (binding.recordSize !== Slot.Size) {

@@ -3,6 +3,7 @@
  * without SIGCHLD. The 2015 CLONE_FD design on today's pidfds.
  */
 import { spawnDirect } from './direct';
+import { spawnHelper } from './helper';
 import type { SpawnFn } from './engine';
 import { normalize, type ClonefdOptions, type Engine, type SpawnOptions } from './options';
 import { Subprocess, validateFlags } from './subprocess';
@@ -16,12 +17,10 @@ export type { SpawnOptions, ClonefdOptions, StdioEntry, StdioName, Engine } from
 /** The handle `clonefd()` returns: `{ pid, fd, pidfd, read(), readAsync(), close() }` and more. */
 export type ClonefdHandle = Subprocess;
 
-const engines: Record<Engine, SpawnFn | undefined> = { direct: spawnDirect, helper: undefined };
+const engines: Record<Engine, SpawnFn> = { direct: spawnDirect, helper: spawnHelper };
 
 function engineFor(name: Engine): SpawnFn {
-  const fn = engines[name];
-  if (!fn) throw new Error(`clonefd: engine '${name}' is not available`);
-  return fn;
+  return engines[name];
 }
 
 /**

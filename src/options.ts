@@ -32,7 +32,13 @@ export interface SpawnOptions {
   timeout?: number;
   /** Default 'SIGTERM'. */
   killSignal?: string | number;
-  /** Which engine creates and reaps the child (only 'direct' so far). */
+  /**
+   * Kill the child (SIGKILL) when its creator goes away: with the helper
+   * engine, when this environment (main thread or worker) ends; with the
+   * direct engine, when the spawning thread exits (PR_SET_PDEATHSIG).
+   */
+  killWithParent?: boolean;
+  /** Which engine creates and reaps the child: 'helper' (default) or 'direct'. */
   engine?: Engine;
 }
 
@@ -63,11 +69,14 @@ export interface SpawnRequest {
   timeout: number;
   killSignal: number;
   signal: AbortSignal | undefined;
+  killWithParent: boolean;
   engine: Engine;
 }
 
 /** Bounds the child's stack use (native/child.c MAX_STDIO). */
 export const MAX_STDIO = 256;
+/** A request to the helper carries at most this many stdio slots (native/protocol.h). */
+export const MAX_STDIO_HELPER = 60;
 const INT32_MAX = 2 ** 31 - 1;
 const DEFAULT_PATH = '/usr/bin:/bin';
 
@@ -109,7 +118,7 @@ function normalizeStdio(stdio: unknown, defaultName: StdioName): StdioPlan[] {
     if (typeof entry === 'object') {
       const s = entry as StdioStream;
       const fd = typeof s.fd === 'number' ? s.fd : s._handle?.fd;
-      if (typeof fd === 'number' && fd >= 0) return { type: 'fd', fd };
+      if (typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 && fd <= INT32_MAX) return { type: 'fd', fd };
       throw invalidArgValue(name, entry, 'is a stream without a file descriptor (open it first)');
     }
     throw invalidArgValue(name, entry);
@@ -126,6 +135,14 @@ function envPairs(env: Record<string, unknown>): string[] {
     pairs.push(`${key}=${noNul(String(value), `options.env['${key}']`)}`);
   }
   return pairs;
+}
+
+/**
+ * 'helper', unless the environment variable CLONEFD_ENGINE says 'direct'
+ * (read at each spawn, so a test or an application can switch globally).
+ */
+export function defaultEngine(): Engine {
+  return process.env.CLONEFD_ENGINE === 'direct' ? 'direct' : 'helper';
 }
 
 /** execvp's search, done in the parent so the child only calls execve. */
@@ -146,7 +163,9 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
       args = [];
     } else throw invalidArgType('args', 'an instance of Array', args);
   }
-  const argList = (args as unknown[]).map((a, i) => validateString(a, `args[${i}]`));
+  // A loop, not map(): holes in a sparse array must be reported too.
+  const argList: string[] = [];
+  for (let i = 0; i < (args as unknown[]).length; i++) argList.push(validateString((args as unknown[])[i], `args[${i}]`));
   if (options === undefined || options === null) options = {};
   if (typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const o = options as SpawnOptions & Record<string, unknown>;
@@ -184,17 +203,24 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   const killSignal = o.killSignal === undefined || o.killSignal === null ? 15 : toSignalNumber(o.killSignal, 'options.killSignal');
 
   if (o.signal !== undefined && o.signal !== null) {
-    if (typeof o.signal !== 'object' || !('aborted' in o.signal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', o.signal);
+    const sig = o.signal as Partial<AbortSignal>;
+    if (typeof sig !== 'object' || typeof sig.aborted !== 'boolean' || typeof sig.addEventListener !== 'function' || typeof sig.removeEventListener !== 'function') {
+      throw invalidArgType('options.signal', 'an instance of AbortSignal', o.signal);
+    }
     if (o.signal.aborted) throw new AbortError(undefined, { cause: o.signal.reason });
   }
 
-  let engine: Engine = 'direct';
+  let engine: Engine = defaultEngine();
   if (o.engine !== undefined && o.engine !== null) {
-    if (o.engine === 'helper') {
-      throw invalidArgValue('options.engine', o.engine, "is not available in this version: use 'direct'");
-    }
-    if (o.engine !== 'direct') throw invalidArgValue('options.engine', o.engine, "must be 'helper' or 'direct'");
+    if (o.engine !== 'direct' && o.engine !== 'helper') throw invalidArgValue('options.engine', o.engine, "must be 'helper' or 'direct'");
     engine = o.engine;
+  }
+  if (o.killWithParent !== undefined && typeof o.killWithParent !== 'boolean') {
+    throw invalidArgType('options.killWithParent', 'of type boolean', o.killWithParent);
+  }
+  const stdio = normalizeStdio(o.stdio, defaultStdio);
+  if (engine === 'helper' && stdio.length > MAX_STDIO_HELPER) {
+    throw outOfRange('options.stdio.length', `<= ${MAX_STDIO_HELPER} with the helper engine`, stdio.length);
   }
 
   return {
@@ -204,13 +230,14 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
     paths: searchPath(file as string, pathVar),
     envp,
     cwd,
-    stdio: normalizeStdio(o.stdio, defaultStdio),
+    stdio,
     detached: o.detached === true,
     uid: validateId(o.uid, 'options.uid'),
     gid: validateId(o.gid, 'options.gid'),
     timeout,
     killSignal,
     signal: o.signal ?? undefined,
+    killWithParent: o.killWithParent === true,
     engine,
   };
 }

@@ -71,7 +71,6 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   #userFd = -1;
   #userPidfd = -1;
   #closed = false;
-  #consumed = false;
   #settled = false;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
@@ -95,7 +94,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const { fds, parentEnds } = openStdio(req);
     let child: EngineChild;
     try {
-      child = engine(req, fds, (raw) => this.#settle(raw, false));
+      child = engine(req, fds, this.#flags, (raw, sync) => this.#settle(raw, sync));
     } catch (err) {
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       throw err;
@@ -104,30 +103,45 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     }
     this.#child = child;
     this.pid = child.pid;
-    this.stdio = req.stdio.map((plan, i) =>
-      plan.type === 'pipe' ? new net.Socket({ fd: parentEnds[i], readable: plan.readable, writable: plan.writable }) : null,
-    );
+    const streams: (net.Socket | null)[] = [];
+    try {
+      for (const [i, plan] of req.stdio.entries()) {
+        streams.push(plan.type === 'pipe' ? new net.Socket({ fd: parentEnds[i], readable: plan.readable, writable: plan.writable }) : null);
+      }
+      this.stdio = streams;
+      if (params.flags !== undefined) this.#openUserFds();
+      if (req.signal) {
+        const signal = req.signal;
+        this.#onAbort = () => this.#killQuietly(req.killSignal);
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
+    } catch (err) {
+      // The child exists but its handle cannot be completed: it must not
+      // outlive this failed spawn. The engine still reaps it.
+      child.kill(9);
+      for (const [i, end] of parentEnds.entries()) {
+        const stream = streams[i];
+        if (stream) stream.destroy();
+        else if (end >= 0) binding.closeFd(end);
+      }
+      throw err;
+    }
     this.stdin = this.stdio[0] ?? null;
     this.stdout = this.stdio[1] ?? null;
     this.stderr = this.stdio[2] ?? null;
-    if (params.flags !== undefined) this.#openUserFds();
     if (req.timeout > 0) {
       this.#timer = setTimeout(() => this.#killQuietly(req.killSignal), req.timeout);
       this.#timer.unref();
     }
-    if (req.signal) {
-      const signal = req.signal;
-      this.#onAbort = () => this.#killQuietly(req.killSignal);
-      signal.addEventListener('abort', this.#onAbort, { once: true });
-    }
   }
 
   /**
-   * The seed's clonefd: readable once the exit record can be read. With
-   * the direct engine this is the pidfd. Owned by you once you have read
-   * this property: release it with `close()`. For a `spawn()` child it is
-   * opened on first access; -1 if first accessed after the child was
-   * reaped (the record is still available from `read()`).
+   * The seed's clonefd: readable once the exit record can be read (the
+   * record pipe with the helper engine, the pidfd with the direct engine).
+   * Owned by you once you have read this property: release it with
+   * `close()`. For a `spawn()` child it is handed over on first access; -1
+   * if first asked after the child was reaped (the record is still
+   * available from `read()`).
    */
   get fd(): number {
     if (this.#lease === null && !this.#closed) this.#openUserFds();
@@ -145,19 +159,17 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
    * every later one `null` (EOF). Before the child exits it throws
    * `EAGAIN` on a non-blocking handle (every `spawn()` child) and blocks
    * the calling thread on a blocking one (`clonefd()` without O_NONBLOCK).
+   * With the helper engine a plain read(2) of `fd` consumes the record
+   * too; this then returns `null`.
    */
   read(): ClonefdInfo | null {
-    if (this.#consumed) return null;
-    if (!this.#settled) {
-      const raw = this.#child.reapNow((this.#flags & O_NONBLOCK) === 0);
-      if (raw === -EAGAIN) throw new SystemError(EAGAIN, 'read', { detail: `child ${this.pid} is still running` });
-      if (raw !== -ECHILD) this.#settle(raw, true);
-    }
-    if (this.info === null) {
+    const raw = this.#child.readContract((this.#flags & O_NONBLOCK) === 0);
+    if (raw === null) return null;
+    if (raw === -EAGAIN) throw new SystemError(EAGAIN, 'read', { detail: `child ${this.pid} is still running` });
+    if (typeof raw === 'number' || this.info === null) {
       // The status was lost (see `exited`): report it as the read's error.
-      throw new SystemError(ECHILD, 'read', { detail: `the status of child ${this.pid} was lost` });
+      throw new SystemError(typeof raw === 'number' ? -raw : ECHILD, 'read', { detail: `the status of child ${this.pid} was lost` });
     }
-    this.#consumed = true;
     return this.info;
   }
 
@@ -212,8 +224,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   }
 
   #openUserFds(): void {
-    if (this.#settled) return; // reaped: nothing left to open a pidfd on
-    const { fd, pidfd } = this.#child.openUserFds((this.#flags & O_CLOEXEC) !== 0, (this.#flags & O_NONBLOCK) !== 0);
+    const { fd, pidfd } = this.#child.openUserFds();
+    if (fd < 0) return; // reaped before anyone asked: nothing to hand out
     this.#userFd = fd;
     this.#userPidfd = pidfd;
     this.#lease = { fds: fd === pidfd ? [fd] : [fd, pidfd], pid: this.pid };
@@ -228,6 +240,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     lease.fds = [];
     this.#userFd = -1;
     this.#userPidfd = -1;
+    this.#child.userFdsClosed();
   }
 
   #killQuietly(signal: number): void {
@@ -235,33 +248,36 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#child.kill(signal); // ESRCH: it exited meanwhile, nothing to do
   }
 
-  #settle(raw: RawExit, fromRead: boolean): void {
+  #settle(raw: RawExit, sync: boolean): void {
     if (this.#settled) return;
     this.#settled = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#onAbort) this.#req.signal?.removeEventListener('abort', this.#onAbort);
+    // Nobody can read what is written to a dead child: release stdin now,
+    // as child_process does. The readable pipes end on their own at EOF.
+    this.stdin?.destroy();
+    // A spawn() child whose fds nobody took: the engine may let go of
+    // what only served the contract (the record stays readable here).
+    if (this.#lease === null) this.#child.release();
     if (typeof raw === 'number') {
       const err = new SystemError(-raw, 'waitid', {
         detail: raw === -ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
       });
       this.#reject(err);
       if (this.listenerCount('error') > 0) {
-        if (fromRead) process.nextTick(() => this.emit('error', err));
+        if (sync) process.nextTick(() => this.emit('error', err));
         else this.emit('error', err);
       }
       return;
     }
-    // Nobody can read what is written to a dead child: release stdin now,
-    // as child_process does. The readable pipes end on their own at EOF.
-    this.stdin?.destroy();
     const info = ClonefdInfo.fromRecord(raw);
     this.info = info;
     this.exitCode = info.exitCode;
     this.signalCode = info.signal;
     this.#resolve(info);
-    if (fromRead) process.nextTick(() => this.emit('exit', info));
+    if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);
-    process.nextTick(flushStdio, this.stdio);
+    if (this.stdio.length > 0) process.nextTick(flushStdio, this.stdio);
   }
 }
 
@@ -308,7 +324,8 @@ function closeChildEnds(req: SpawnRequest, fds: Int32Array): void {
 export function validateFlags(flags: unknown): number {
   if (flags === undefined || flags === null) return O_CLOEXEC;
   if (typeof flags !== 'number' || !Number.isInteger(flags)) throw invalidArgType('options.flags', 'of type number (an integer)', flags);
-  if ((flags & ~(O_CLOEXEC | O_NONBLOCK)) !== 0 || flags < 0) {
+  // Range first: & works on 32 bits and would let 2**32 + x through.
+  if (flags < 0 || flags > 0x7fffffff || (flags & ~(O_CLOEXEC | O_NONBLOCK)) !== 0) {
     throw new SystemError(22, 'clonefd', { detail: `flags 0o${flags.toString(8)}: only O_CLOEXEC | O_NONBLOCK are allowed` });
   }
   return flags;

@@ -121,6 +121,12 @@ describe('argument validation happens before anything spawns', () => {
     ['gid not a number', () => spawn('/bin/true', [], { gid: '0' as unknown as number }), 'ERR_INVALID_ARG_TYPE', TypeError],
     ['detached not a boolean', () => spawn('/bin/true', [], { detached: 1 as unknown as boolean }), 'ERR_INVALID_ARG_TYPE', TypeError],
     ['signal not an AbortSignal', () => spawn('/bin/true', [], { signal: {} as AbortSignal }), 'ERR_INVALID_ARG_TYPE', TypeError],
+    ['signal that only looks like one', () => spawn('/bin/true', [], { signal: { aborted: false } as AbortSignal }), 'ERR_INVALID_ARG_TYPE', TypeError],
+    ['stream with a fractional fd', () => spawn('/bin/true', [], { stdio: [{ fd: 1.7 }, 'pipe', 'pipe'] }), 'ERR_INVALID_ARG_VALUE', TypeError],
+    ['stream with an fd beyond int32', () => spawn('/bin/true', [], { stdio: ['pipe', { fd: 2 ** 32 + 1 }, 'pipe'] }), 'ERR_INVALID_ARG_VALUE', TypeError],
+    // eslint-disable-next-line no-sparse-arrays
+    ['a hole in args', () => spawn('/bin/true', [, 'a'] as string[]), 'ERR_INVALID_ARG_TYPE', TypeError],
+    ['killWithParent not a boolean', () => spawn('/bin/true', [], { killWithParent: 1 as unknown as boolean }), 'ERR_INVALID_ARG_TYPE', TypeError],
     ['unknown engine', () => spawn('/bin/true', [], { engine: 'turbo' as 'direct' }), 'ERR_INVALID_ARG_VALUE', TypeError],
     ['flags not a number', () => clonefd('/bin/true', [], { flags: '1' as unknown as number }), 'ERR_INVALID_ARG_TYPE', TypeError],
   ];

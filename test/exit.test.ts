@@ -9,7 +9,7 @@ import { fdCount, waitFor, zombieChildren } from './helpers';
 
 let baseline = 0;
 beforeAll(async () => {
-  await spawn('/bin/true', [], { stdio: 'ignore', engine: 'direct' }).exited;
+  await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
   baseline = fdCount();
 });
 afterAll(async () => {
@@ -146,5 +146,30 @@ describe('delivery', () => {
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 });
     expect(r.stdout).toBe('caught:boom\nalive\n');
     expect(r.status).toBe(0);
+  });
+});
+
+describe('environments that stop running JavaScript', () => {
+  it('process.exit() from an exit listener in a worker, with more exits pending, does not crash', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const lib = JSON.stringify(path.resolve(__dirname, '..'));
+    // Eight children exit together; the first 'exit' listener ends the
+    // worker while the other pidfds are ready in the same loop turn.
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const { spawn } = require(${lib.replace(/\\/g, '\\\\')});
+        const kids = [];
+        for (let i = 0; i < 8; i++) kids.push(spawn('/bin/true', [], { stdio: 'ignore' }));
+        const t = Date.now(); while (Date.now() - t < 100); // all eight exit: one loop turn sees them all
+        for (const k of kids) k.on('exit', () => process.exit(0));
+      \`, { eval: true });
+      w.on('exit', (code) => console.log('worker exit ' + code));`;
+    for (let round = 0; round < 3; round++) {
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.signal).toBeNull();
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe('worker exit 0\n');
+    }
   });
 });

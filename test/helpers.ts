@@ -5,9 +5,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { binding } from '../src/binding';
 
-/** Pids of this process's children that are zombies (state Z). */
+/** Pids of this process's children that are zombies (state Z), the clonefd helper's included. */
 export function zombieChildren(parent = process.pid): number[] {
   const out: number[] = [];
+  const helper = binding.helperPid();
+  if (helper > 0 && parent === process.pid) out.push(...zombieChildren(helper));
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     let stat: string;
@@ -22,15 +24,17 @@ export function zombieChildren(parent = process.pid): number[] {
   return out;
 }
 
-/** Pids of this process's live (non-zombie) children. */
+/** Pids of this process's live (non-zombie) children, the clonefd helper's children included, the helper itself not. */
 export function liveChildren(parent = process.pid): number[] {
+  const helper = binding.helperPid();
   const out: number[] = [];
+  if (helper > 0 && parent === process.pid) out.push(...liveChildren(helper));
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (rest[0] !== 'Z' && Number(rest[1]) === parent) out.push(Number(name));
+      if (rest[0] !== 'Z' && Number(rest[1]) === parent && Number(name) !== helper) out.push(Number(name));
     } catch {
       // exited meanwhile
     }
@@ -113,3 +117,6 @@ export async function collect(stream: NodeJS.ReadableStream | null): Promise<str
   for await (const chunk of stream) text += chunk;
   return text;
 }
+
+/** The engine a spawn without `engine` uses in this test project. */
+export const defaultEngine: 'helper' | 'direct' = process.env.CLONEFD_ENGINE === 'direct' ? 'direct' : 'helper';

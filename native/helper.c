@@ -1,0 +1,693 @@
+/*
+ * clonefd-helper: one per Node process. It creates, watches and reaps the
+ * children of every environment of that process, so that the Node process
+ * gets no SIGCHLD for them and no waitpid(-1) in it can see them (SPEC §2).
+ *
+ * fd 0-2: /dev/null; fd 3: the control socket (HELLO messages, each with a
+ * new environment socket). Single-threaded: one epoll loop over the
+ * control socket, the environment sockets, each child's exec-error pipe
+ * and each child's pidfd. It never blocks on a client: replies that do not
+ * fit go to a per-client queue flushed on EPOLLOUT.
+ *
+ * A child's life: SPAWN request → plain clone3(CLONE_PIDFD) running the
+ * shared child setup (child.c) with a CLOEXEC error pipe → EOF on that pipe
+ * means exec happened: SPAWNED (pid + pidfd) → pidfd readable: zombie
+ * times, waitid, EXIT to the client, the 24-byte clonefd_info into the
+ * record pipe, which is then closed (the contract's EOF).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/sched.h>
+
+#include "child.h"
+#include "protocol.h"
+#include "reap.h"
+#include "sys.h"
+
+#ifndef __WALL
+#define __WALL 0x40000000
+#endif
+
+struct outmsg {
+  struct outmsg *next;
+  size_t len;
+  int fd; /* passed with the message, or -1; owned by the queue */
+  unsigned char data[];
+};
+
+struct client {
+  int fd;
+  int dead;
+  struct outmsg *head, *tail;
+  int children; /* children spawned through this client and not yet reaped */
+};
+
+enum child_state { EXECING, RUNNING };
+
+/* What a child reads from our memory until it has exec'd (it shares it:
+   CLONE_VM without CLONE_VFORK). Freed at the exec (error pipe EOF) or
+   after the failed child was reaped, never before. */
+struct spawn_mem {
+  struct clonefd_plan plan;
+  int stdio[CLONEFD_MAX_STDIO_REMOTE];
+  char *payload; /* malloc'd copy of the strings */
+  char **paths, **argv, **envp;
+  void *stack;
+};
+
+#define CHILD_STACK_SIZE (64 * 1024)
+
+static void free_spawn_mem(struct spawn_mem *m) {
+  if (!m) return;
+  free(m->payload);
+  free(m->paths);
+  free(m->argv);
+  free(m->envp);
+  if (m->stack) munmap(m->stack, CHILD_STACK_SIZE);
+  free(m);
+}
+
+struct child {
+  struct child *next;
+  enum child_state state;
+  struct spawn_mem *mem; /* while EXECING */
+  pid_t pid;
+  int pidfd;
+  int errpipe; /* read end while EXECING */
+  int record;  /* the record pipe's write end */
+  uint64_t id;
+  int kill_with_parent;
+  struct client *client; /* NULL once the client is gone */
+};
+
+/* epoll data: a tagged pointer (low bits) to what became ready. */
+enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_ERRPIPE = 2, TAG_PIDFD = 3 };
+
+static int epfd = -1;
+static int control_open = 1;
+/* Clients that went away during this epoll batch: freed after the batch,
+   since a later event of the same batch may still point at them. */
+static struct client *graveyard[CLONEFD_MAX_FDS];
+static size_t ngraveyard;
+static struct client **clients;
+static size_t nclients, cap_clients;
+static struct child *children;
+static size_t nchildren;
+
+static uint64_t tagged(void *p, enum tag t) { return (uint64_t)(uintptr_t)p | (uint64_t)t; }
+
+static int watch(int fd, uint32_t events, void *p, enum tag t, int op) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = events;
+  ev.data.u64 = tagged(p, t);
+  return epoll_ctl(epfd, op, fd, &ev);
+}
+
+static void close_fds(int *fds, int n) {
+  for (int i = 0; i < n; i++)
+    if (fds[i] >= 0) close(fds[i]);
+}
+
+/* ---- messages out ------------------------------------------------------ */
+
+static int send_now(struct client *c, const void *data, size_t len, int fd) {
+  struct iovec iov = {(void *)data, len};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  if (fd >= 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  }
+  ssize_t n;
+  do n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : 0;
+}
+
+static void client_gone(struct client *c);
+
+/* Sends, or queues when the client's buffer is full. Takes ownership of fd. */
+static void send_msg(struct client *c, const void *data, size_t len, int fd) {
+  if (!c || c->dead) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  if (!c->head) {
+    int r = send_now(c, data, len, fd);
+    if (r == 0) {
+      if (fd >= 0) close(fd);
+      return;
+    }
+    if (r != -EAGAIN && r != -ENOBUFS) {
+      if (fd >= 0) close(fd);
+      client_gone(c);
+      return;
+    }
+    watch(c->fd, EPOLLIN | EPOLLOUT, c, TAG_CLIENT, EPOLL_CTL_MOD);
+  }
+  struct outmsg *m = malloc(sizeof *m + len);
+  if (!m) {
+    /* Out of memory: this client cannot be served reliably any more. */
+    if (fd >= 0) close(fd);
+    client_gone(c);
+    return;
+  }
+  m->next = NULL;
+  m->len = len;
+  m->fd = fd;
+  memcpy(m->data, data, len);
+  if (c->tail) c->tail->next = m;
+  else c->head = m;
+  c->tail = m;
+}
+
+static void flush_client(struct client *c) {
+  while (c->head) {
+    struct outmsg *m = c->head;
+    int r = send_now(c, m->data, m->len, m->fd);
+    if (r == -EAGAIN || r == -ENOBUFS) return;
+    if (r < 0) {
+      client_gone(c);
+      return;
+    }
+    c->head = m->next;
+    if (!c->head) c->tail = NULL;
+    if (m->fd >= 0) close(m->fd);
+    free(m);
+  }
+  watch(c->fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_MOD);
+}
+
+static void header(struct clonefd_msg_header *h, uint16_t type, uint64_t id) {
+  h->magic = CLONEFD_MAGIC;
+  h->version = CLONEFD_PROTOCOL_VERSION;
+  h->type = type;
+  h->id = id;
+}
+
+static void reply_spawned(struct client *c, uint64_t id, pid_t pid, int err, int stage, int pidfd) {
+  struct {
+    struct clonefd_msg_header h;
+    struct clonefd_spawned s;
+  } msg;
+  memset(&msg, 0, sizeof msg);
+  header(&msg.h, CLONEFD_MSG_SPAWNED, id);
+  msg.s.pid = pid;
+  msg.s.err = err;
+  msg.s.stage = stage;
+  send_msg(c, &msg, sizeof msg, pidfd);
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void client_gone(struct client *c) {
+  if (c->dead) return;
+  c->dead = 1;
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  c->fd = -1;
+  while (c->head) {
+    struct outmsg *m = c->head;
+    c->head = m->next;
+    if (m->fd >= 0) close(m->fd);
+    free(m);
+  }
+  c->tail = NULL;
+  /* Its environment is gone: killWithParent children go with it; the
+     others are still reaped, their records still written. */
+  for (struct child *ch = children; ch; ch = ch->next) {
+    if (ch->client != c) continue;
+    if (ch->kill_with_parent) SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
+    ch->client = NULL;
+  }
+  c->children = 0;
+  for (size_t i = 0; i < nclients; i++) {
+    if (clients[i] == c) {
+      clients[i] = clients[--nclients];
+      break;
+    }
+  }
+  if (ngraveyard < sizeof graveyard / sizeof graveyard[0]) graveyard[ngraveyard++] = c;
+  /* else: leak one small struct rather than risk a use after free */
+}
+
+static void add_client(int fd) {
+  struct client *c = calloc(1, sizeof *c);
+  if (!c || (nclients == cap_clients && !(cap_clients = cap_clients ? cap_clients * 2 : 8,
+                                          clients = realloc(clients, cap_clients * sizeof *clients)))) {
+    free(c);
+    close(fd);
+    return;
+  }
+  c->fd = fd;
+  clients[nclients++] = c;
+  if (watch(fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_ADD) < 0) client_gone(c);
+}
+
+/* Receives one message with its fds (CLOEXEC). Returns the byte count,
+   0 at EOF, or -errno. *nfds is set to the number of fds received. */
+static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds) {
+  struct iovec iov = {buf, len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * CLONEFD_MAX_FDS)];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  ssize_t n;
+  do n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  *nfds = 0;
+  if (n < 0) return -errno;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < k; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
+      if (*nfds < CLONEFD_MAX_FDS) fds[(*nfds)++] = f;
+      else close(f);
+    }
+  }
+  /* A truncated message or truncated fd list is malformed: drop it all. */
+  if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+    close_fds(fds, *nfds);
+    *nfds = 0;
+    return -EMSGSIZE;
+  }
+  return n;
+}
+
+/* ---- spawning ----------------------------------------------------------- */
+
+static void on_errpipe(struct child *ch);
+
+/* Splits count NUL-terminated strings off [*p, end). NULL if malformed. */
+static char **take_strings(char **p, char *end, uint32_t count) {
+  char **v = calloc((size_t)count + 1, sizeof *v);
+  if (!v) return NULL;
+  for (uint32_t i = 0; i < count; i++) {
+    char *nul = memchr(*p, '\0', (size_t)(end - *p));
+    if (!nul) {
+      free(v);
+      return NULL;
+    }
+    v[i] = *p;
+    *p = nul + 1;
+  }
+  return v;
+}
+
+static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, size_t len, int *fds, int nfds) {
+  struct clonefd_spawn_req req;
+  void *mapped = NULL;
+  size_t mapped_len = 0;
+  const char *src = NULL;
+  struct spawn_mem *m = NULL;
+  struct child *ch = NULL;
+  int err = EPROTO;
+
+  if (len < sizeof req || nfds < 2) goto bad;
+  memcpy(&req, body, sizeof req);
+  int first_stdio = 2;
+  if (req.nstdio > CLONEFD_MAX_STDIO_REMOTE || req.payload_len > CLONEFD_PAYLOAD_MAX || req.npaths == 0 ||
+      req.npaths > CLONEFD_MAX_STRINGS || req.nargv == 0 || req.nargv > CLONEFD_MAX_STRINGS ||
+      req.nenv > CLONEFD_MAX_STRINGS)
+    goto bad;
+  if (req.flags & CLONEFD_REQ_PAYLOAD_MEMFD) {
+    /* Large requests: the strings travel in a memfd, nothing inline. */
+    struct stat st;
+    if (nfds < 3 || len != sizeof req || req.payload_len == 0) goto bad;
+    first_stdio = 3;
+    if (fstat(fds[2], &st) < 0 || (uint64_t)st.st_size != req.payload_len) goto bad;
+    mapped_len = req.payload_len;
+    mapped = mmap(NULL, mapped_len, PROT_READ, MAP_PRIVATE, fds[2], 0);
+    if (mapped == MAP_FAILED) {
+      mapped = NULL;
+      err = ENOMEM;
+      goto bad;
+    }
+    src = mapped;
+  } else {
+    if (len - sizeof req != req.payload_len) goto bad;
+    src = (const char *)body + sizeof req;
+  }
+
+  /* The child reads everything from our memory while we go on: give it a
+     private copy, not the receive buffer the next message overwrites. */
+  err = ENOMEM;
+  if (!(m = calloc(1, sizeof *m)) || !(m->payload = malloc(req.payload_len ? req.payload_len : 1))) goto bad;
+  memcpy(m->payload, src, req.payload_len);
+  err = EPROTO;
+  char *p = m->payload, *end = m->payload + req.payload_len;
+  if (!(m->paths = take_strings(&p, end, req.npaths)) || !(m->argv = take_strings(&p, end, req.nargv)) ||
+      !(m->envp = take_strings(&p, end, req.nenv)))
+    goto bad;
+  char *cwd = NULL;
+  if (req.flags & CLONEFD_REQ_HAS_CWD) {
+    char *nul = memchr(p, '\0', (size_t)(end - p));
+    if (!nul) goto bad;
+    cwd = p;
+    p = nul + 1;
+  }
+  if (p != end) goto bad; /* every byte accounted for, or it is not ours */
+
+  for (uint32_t i = 0; i < req.nstdio; i++) {
+    int32_t k = req.stdio[i];
+    if (k == -1) m->stdio[i] = -1;
+    else if (k >= first_stdio && k < nfds) m->stdio[i] = fds[k];
+    else goto bad;
+  }
+
+  struct clonefd_plan *plan = &m->plan;
+  plan->paths = (const char *const *)m->paths;
+  plan->argv = m->argv;
+  plan->envp = m->envp;
+  plan->cwd_fd = fds[1];
+  plan->cwd = cwd;
+  plan->stdio = m->stdio;
+  plan->nstdio = (int)req.nstdio;
+  plan->umask = (int)(req.umask & 0777);
+  plan->uid = req.uid;
+  plan->gid = req.gid;
+  if (req.flags & CLONEFD_REQ_SETSID) plan->flags |= CLONEFD_SETSID;
+  if (req.flags & CLONEFD_REQ_SETUID) plan->flags |= CLONEFD_SETUID;
+  if (req.flags & CLONEFD_REQ_SETGID) plan->flags |= CLONEFD_SETGID;
+
+  m->stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (m->stack == MAP_FAILED) {
+    m->stack = NULL;
+    err = ENOMEM;
+    goto bad;
+  }
+  int errpipe[2];
+  if (pipe2(errpipe, O_CLOEXEC) < 0) {
+    err = errno;
+    goto bad;
+  }
+  plan->err_fd = errpipe[1];
+  if (!(ch = calloc(1, sizeof *ch))) {
+    close(errpipe[0]);
+    close(errpipe[1]);
+    err = ENOMEM;
+    goto bad;
+  }
+  /* Shared memory, no vfork: nothing is copied, and this loop keeps
+     serving every other environment while the child execs (a binary on a
+     stalled mount stalls only its own spawn). */
+  int pidfd = -1;
+  long pid = clonefd_spawn_shared(plan, m->stack, CHILD_STACK_SIZE, &pidfd);
+  close(errpipe[1]);
+  if (pid < 0) {
+    close(errpipe[0]);
+    free(ch);
+    free_spawn_mem(m);
+    if (mapped) munmap(mapped, mapped_len);
+    close_fds(fds, nfds);
+    reply_spawned(c, id, 0, (int)-pid, CLONEFD_STAGE_CLONE, -1);
+    return;
+  }
+  /* The child has its own fd table: keep only the record pipe. */
+  int record = fds[0];
+  fds[0] = -1;
+  close_fds(fds, nfds);
+  if (mapped) munmap(mapped, mapped_len);
+  fcntl(record, F_SETFL, O_NONBLOCK); /* never block on one client's pipe */
+  ch->state = EXECING;
+  ch->mem = m;
+  ch->pid = (pid_t)pid;
+  ch->pidfd = pidfd;
+  ch->errpipe = errpipe[0];
+  ch->record = record;
+  ch->id = id;
+  ch->kill_with_parent = (req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
+  ch->client = c;
+  ch->next = children;
+  children = ch;
+  nchildren++;
+  c->children++;
+  if (watch(ch->errpipe, EPOLLIN, ch, TAG_ERRPIPE, EPOLL_CTL_ADD) < 0) {
+    /* We would never learn how the exec went: stop it; the error pipe is
+       then read synchronously below. */
+    SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    on_errpipe(ch);
+  }
+  return;
+
+bad:
+  free_spawn_mem(m);
+  if (mapped) munmap(mapped, mapped_len);
+  close_fds(fds, nfds);
+  reply_spawned(c, id, 0, err, CLONEFD_STAGE_NONE, -1);
+}
+
+static void remove_child(struct child *ch) {
+  for (struct child **pp = &children; *pp; pp = &(*pp)->next) {
+    if (*pp == ch) {
+      *pp = ch->next;
+      break;
+    }
+  }
+  nchildren--;
+  if (ch->client) ch->client->children--;
+  free(ch);
+}
+
+static void on_errpipe(struct child *ch) {
+  int32_t rec[2];
+  ssize_t n;
+  do n = read(ch->errpipe, rec, sizeof rec);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) return;
+  if (n > 0 && n != (ssize_t)sizeof rec) { /* writes of 8 bytes are atomic: cannot happen */
+    rec[0] = EPROTO;
+    rec[1] = CLONEFD_STAGE_NONE;
+    n = sizeof rec;
+  }
+  epoll_ctl(epfd, EPOLL_CTL_DEL, ch->errpipe, NULL);
+  close(ch->errpipe);
+  ch->errpipe = -1;
+  if (n == (ssize_t)sizeof rec) {
+    /* The child failed before exec and exits right after telling us. */
+    siginfo_t si;
+    long r;
+    do r = SYS5(__NR_waitid, P_PIDFD, ch->pidfd, &si, WEXITED | __WALL, NULL);
+    while (r == -EINTR);
+    /* Reaped: it no longer runs on our memory. */
+    free_spawn_mem(ch->mem);
+    ch->mem = NULL;
+    close(ch->pidfd);
+    close(ch->record);
+    reply_spawned(ch->client, ch->id, 0, rec[0], rec[1], -1);
+    remove_child(ch);
+    return;
+  }
+  /* EOF: the CLOEXEC pipe closed at a successful execve, after the child
+     switched to its new address space; ours is free again. (EOF with the
+     child killed before exec: it is then reaped through its pidfd.) */
+  free_spawn_mem(ch->mem);
+  ch->mem = NULL;
+  ch->state = RUNNING;
+  int theirs = fcntl(ch->pidfd, F_DUPFD_CLOEXEC, 0);
+  if (watch(ch->pidfd, EPOLLIN, ch, TAG_PIDFD, EPOLL_CTL_ADD) < 0) {
+    /* Unwatchable: it could never be reaped by us. Refuse it. */
+    SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
+    siginfo_t si;
+    SYS5(__NR_waitid, P_PIDFD, ch->pidfd, &si, WEXITED | __WALL, NULL);
+    close(ch->pidfd);
+    close(ch->record);
+    if (theirs >= 0) close(theirs);
+    reply_spawned(ch->client, ch->id, 0, ENOMEM, CLONEFD_STAGE_WATCH, -1);
+    remove_child(ch);
+    return;
+  }
+  if (theirs < 0) {
+    reply_spawned(ch->client, ch->id, ch->pid, 0, 0, -1);
+  } else {
+    reply_spawned(ch->client, ch->id, ch->pid, 0, 0, theirs);
+  }
+}
+
+static void on_exit_ready(struct child *ch) {
+  struct clonefd_exit ex;
+  int r = clonefd_reap(ch->pidfd, ch->pid, &ex);
+  if (r == -EAGAIN) return; /* not reapable yet: poll again */
+  epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
+  close(ch->pidfd);
+  if (r == 0) {
+    struct {
+      struct clonefd_msg_header h;
+      struct clonefd_exit_msg e;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    header(&msg.h, CLONEFD_MSG_EXIT, ch->id);
+    msg.e.pid = ch->pid;
+    msg.e.code = ex.code;
+    msg.e.status = ex.status;
+    msg.e.rusage_known = ex.rusage_known;
+    msg.e.utime = ex.utime;
+    msg.e.stime = ex.stime;
+    msg.e.ru_utime_us = (int64_t)ex.ru.ru_utime.tv_sec * 1000000 + ex.ru.ru_utime.tv_usec;
+    msg.e.ru_stime_us = (int64_t)ex.ru.ru_stime.tv_sec * 1000000 + ex.ru.ru_stime.tv_usec;
+    msg.e.ru_maxrss = ex.ru.ru_maxrss;
+    msg.e.ru_minflt = ex.ru.ru_minflt;
+    msg.e.ru_majflt = ex.ru.ru_majflt;
+    msg.e.ru_inblock = ex.ru.ru_inblock;
+    msg.e.ru_oublock = ex.ru.ru_oublock;
+    msg.e.ru_nvcsw = ex.ru.ru_nvcsw;
+    msg.e.ru_nivcsw = ex.ru.ru_nivcsw;
+    /* The message first, then the record: when Node sees the pipe
+       readable, the full record is already in its socket. */
+    send_msg(ch->client, &msg, sizeof msg, -1);
+    struct {
+      int32_t code, status;
+      uint64_t utime, stime;
+    } info = {ex.code, ex.status, ex.utime, ex.stime};
+    _Static_assert(sizeof info == 24, "struct clonefd_info is 24 bytes");
+    ssize_t w;
+    do w = write(ch->record, &info, sizeof info);
+    while (w < 0 && errno == EINTR);
+    /* EPIPE: the reader closed its end; nobody wants the record. */
+  }
+  close(ch->record);
+  remove_child(ch);
+}
+
+static void on_control(void) {
+  struct clonefd_msg_header h;
+  int fds[CLONEFD_MAX_FDS], nfds;
+  ssize_t n = recv_msg(CLONEFD_HELPER_CONTROL_FD, &h, sizeof h, fds, &nfds);
+  if (n == -EAGAIN) return;
+  if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
+    /* Node closed the control channel (it exited, or replaced us after a
+       credential change): no new clients; serve the ones we have. */
+    control_open = 0;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, CLONEFD_HELPER_CONTROL_FD, NULL);
+    close(CLONEFD_HELPER_CONTROL_FD);
+    return;
+  }
+  if (n == (ssize_t)sizeof h && h.magic == CLONEFD_MAGIC && h.version == CLONEFD_PROTOCOL_VERSION &&
+      h.type == CLONEFD_MSG_HELLO && nfds == 1) {
+    add_client(fds[0]);
+    return;
+  }
+  close_fds(fds, nfds); /* malformed: ignored, never trusted */
+}
+
+static unsigned char inbuf[sizeof(struct clonefd_msg_header) + sizeof(struct clonefd_spawn_req) +
+                           CLONEFD_INLINE_PAYLOAD_MAX + 16];
+
+static void on_client(struct client *c, uint32_t events) {
+  if (c->dead) return;
+  if (events & EPOLLOUT) {
+    flush_client(c);
+    if (c->dead) return;
+  }
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+  for (int budget = 0; budget < 64 && !c->dead; budget++) {
+    int fds[CLONEFD_MAX_FDS], nfds;
+    ssize_t n = recv_msg(c->fd, inbuf, sizeof inbuf, fds, &nfds);
+    if (n == -EAGAIN) return;
+    if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
+      client_gone(c);
+      return;
+    }
+    struct clonefd_msg_header h;
+    if (n < (ssize_t)sizeof h) {
+      close_fds(fds, nfds);
+      continue; /* malformed, no id to answer: dropped */
+    }
+    memcpy(&h, inbuf, sizeof h);
+    if (h.magic != CLONEFD_MAGIC || h.version != CLONEFD_PROTOCOL_VERSION || h.type != CLONEFD_MSG_SPAWN) {
+      close_fds(fds, nfds);
+      reply_spawned(c, h.id, 0, EPROTO, CLONEFD_STAGE_NONE, -1);
+      continue;
+    }
+    if (!control_open) {
+      /* Replaced (Node's credentials changed): spawn nothing more. */
+      close_fds(fds, nfds);
+      reply_spawned(c, h.id, 0, ESTALE, CLONEFD_STAGE_NONE, -1);
+      continue;
+    }
+    handle_spawn(c, h.id, inbuf + sizeof h, (size_t)n - sizeof h, fds, nfds);
+  }
+}
+
+int main(void) {
+  /* Show up as "clonefd-helper" even when exec'd from a memfd. */
+  prctl(PR_SET_NAME, "clonefd-helper", 0, 0, 0);
+  /* A terminal's Ctrl-C or hangup must not kill the reaper of the children
+     it also signals; writes to closed pipes are reported, not fatal. */
+  const int ignored[] = {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP, SIGPIPE};
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_IGN;
+  for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) sigaction(ignored[i], &sa, NULL);
+
+  struct stat st;
+  if (fstat(CLONEFD_HELPER_CONTROL_FD, &st) < 0 || !S_ISSOCK(st.st_mode)) return 2;
+  fcntl(CLONEFD_HELPER_CONTROL_FD, F_SETFD, FD_CLOEXEC);
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return 1;
+  if (watch(CLONEFD_HELPER_CONTROL_FD, EPOLLIN, NULL, TAG_CONTROL, EPOLL_CTL_ADD) < 0) return 1;
+
+  struct epoll_event ev[64];
+  while (control_open || nclients > 0 || nchildren > 0) {
+    int n = epoll_wait(epfd, ev, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return 1;
+    }
+    for (int i = 0; i < n; i++) {
+      uint64_t d = ev[i].data.u64;
+      void *p = (void *)(uintptr_t)(d & ~(uint64_t)3);
+      switch ((enum tag)(d & 3)) {
+        case TAG_CONTROL:
+          if (control_open) on_control();
+          break;
+        case TAG_CLIENT:
+          on_client(p, ev[i].events);
+          break;
+        case TAG_ERRPIPE:
+          on_errpipe(p);
+          break;
+        case TAG_PIDFD:
+          on_exit_ready(p);
+          break;
+      }
+    }
+    while (ngraveyard > 0) free(graveyard[--ngraveyard]);
+  }
+  return 0;
+}

@@ -1,0 +1,241 @@
+/* See helper_start.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "helper_start.h"
+#include "protocol.h"
+#include "reaper.h"
+#include "sys.h"
+
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/* The helper's bytes, generated at build time (tools/embed-helper.js). */
+extern const unsigned char clonefd_helper_blob[];
+extern const unsigned long clonefd_helper_blob_len;
+
+#define MAX_GROUPS 256
+
+struct creds {
+  uid_t ruid, euid, suid;
+  gid_t rgid, egid, sgid;
+  int ngroups;
+  gid_t groups[MAX_GROUPS];
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int control_fd = -1;
+static pid_t helper_pid = 0;
+static long generation = 0;
+static int from_memfd = 0;
+static struct creds started_with;
+
+static int read_creds(struct creds *c) {
+  memset(c, 0, sizeof *c);
+  if (getresuid(&c->ruid, &c->euid, &c->suid) < 0 || getresgid(&c->rgid, &c->egid, &c->sgid) < 0) return -errno;
+  c->ngroups = getgroups(MAX_GROUPS, c->groups);
+  if (c->ngroups < 0) return -errno;
+  return 0;
+}
+
+static int same_creds(const struct creds *a, const struct creds *b) {
+  return a->ruid == b->ruid && a->euid == b->euid && a->suid == b->suid && a->rgid == b->rgid &&
+         a->egid == b->egid && a->sgid == b->sgid && a->ngroups == b->ngroups &&
+         memcmp(a->groups, b->groups, sizeof(gid_t) * (size_t)a->ngroups) == 0;
+}
+
+/* The helper is alive while its end of the control socket is open. */
+static int helper_alive(void) {
+  if (control_fd < 0) return 0;
+  struct pollfd p = {control_fd, 0, 0};
+  int n;
+  do n = poll(&p, 1, 0);
+  while (n < 0 && errno == EINTR);
+  return n == 0 || !(p.revents & (POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* An executable memfd holding the embedded helper, or -errno. */
+static int helper_memfd(void) {
+  int fd = (int)syscall(SYS_memfd_create, "clonefd-helper", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd < 0 && errno == EINVAL) /* before 6.3 there is no MFD_EXEC; memfds are executable */
+    fd = (int)syscall(SYS_memfd_create, "clonefd-helper", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -errno;
+  const unsigned char *p = clonefd_helper_blob;
+  unsigned long left = clonefd_helper_blob_len;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int err = -errno;
+      close(fd);
+      return err;
+    }
+    p += w;
+    left -= (unsigned long)w;
+  }
+  /* Nobody may change what we are about to run. */
+  fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+  return fd;
+}
+
+static long start_locked(const char *fallback_path, int *stage) {
+  *stage = CLONEFD_STAGE_NONE;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+  char memfd_path[32] = "";
+  int memfd = helper_memfd();
+  if (memfd >= 0) snprintf(memfd_path, sizeof memfd_path, "/proc/self/fd/%d", memfd);
+
+  /* Candidates in order; the exec loop moves on after EACCES (a memfd
+     refused by vm.memfd_noexec, a noexec mount) or ENOENT. */
+  const char *paths[3];
+  int np = 0;
+  if (memfd >= 0) paths[np++] = memfd_path;
+  if (fallback_path && fallback_path[0]) paths[np++] = fallback_path;
+  paths[np] = NULL;
+  if (np == 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return memfd < 0 ? memfd : -ENOENT;
+  }
+  char arg0[] = "clonefd-helper";
+  char *argv[] = {arg0, NULL};
+  char *envp[] = {NULL};
+  /* 0-2: /dev/null, so `$(node app.js)` never waits on the helper; 3: the
+     control socket. Everything else is closed at exec. */
+  int stdio[4] = {-1, -1, -1, sv[1]};
+  struct clonefd_plan plan;
+  memset(&plan, 0, sizeof plan);
+  plan.paths = paths;
+  plan.argv = argv;
+  plan.envp = envp;
+  plan.cwd = "/"; /* never pin a directory of Node's */
+  plan.cwd_fd = -1;
+  plan.umask = -1;
+  plan.err_fd = -1;
+  plan.stdio = stdio;
+  plan.nstdio = 4;
+  /* Same process group as Node, so its children get a terminal's Ctrl-C
+     like child_process children do; the helper itself ignores it. */
+  int pidfd = -1;
+  long pid = clonefd_spawn_vfork(&plan, &pidfd);
+  if (memfd >= 0) close(memfd);
+  close(sv[1]);
+  if (pid < 0) {
+    close(sv[0]);
+    *stage = plan.stage;
+    return pid;
+  }
+  /* Node is the helper's parent: when it ends (normally only after Node),
+     someone must reap it. The process-wide reaper does, never waitpid(-1). */
+  if (clonefd_reaper_adopt(pidfd) != 0) close(pidfd);
+  char exe[64], link[128];
+  snprintf(exe, sizeof exe, "/proc/%ld/exe", pid);
+  ssize_t k = readlink(exe, link, sizeof link - 1);
+  from_memfd = k > 8 && strncmp(link, "/memfd:", 7) == 0;
+  control_fd = sv[0];
+  helper_pid = (pid_t)pid;
+  return ++generation;
+}
+
+long clonefd_helper_ensure(const char *fallback_path, int *stage) {
+  struct creds now;
+  *stage = CLONEFD_STAGE_NONE;
+  int r = read_creds(&now);
+  if (r < 0) return r;
+  pthread_mutex_lock(&lock);
+  long result;
+  if (helper_alive() && same_creds(&now, &started_with)) {
+    result = generation;
+  } else {
+    if (control_fd >= 0) {
+      /* Dead, or started with other credentials: closing the control
+         channel tells an old helper to spawn nothing more and to exit once
+         its children are reaped. */
+      close(control_fd);
+      control_fd = -1;
+      helper_pid = 0;
+    }
+    result = start_locked(fallback_path, stage);
+    if (result > 0) started_with = now;
+  }
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+int clonefd_helper_connect(long gen) {
+  pthread_mutex_lock(&lock);
+  int result;
+  if (gen != generation || control_fd < 0) {
+    result = -ESTALE;
+    goto out;
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    result = -errno;
+    goto out;
+  }
+  struct clonefd_msg_header h;
+  memset(&h, 0, sizeof h);
+  h.magic = CLONEFD_MAGIC;
+  h.version = CLONEFD_PROTOCOL_VERSION;
+  h.type = CLONEFD_MSG_HELLO;
+  struct iovec iov = {&h, sizeof h};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+  ssize_t n;
+  do n = sendmsg(control_fd, &mh, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  close(sv[1]);
+  if (n < 0) {
+    result = -errno;
+    close(sv[0]);
+    goto out;
+  }
+  result = sv[0];
+out:
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+int clonefd_helper_pid(void) {
+  pthread_mutex_lock(&lock);
+  int pid = helper_alive() ? helper_pid : 0;
+  pthread_mutex_unlock(&lock);
+  return pid;
+}
+
+int clonefd_helper_from_memfd(void) { return from_memfd; }

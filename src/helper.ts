@@ -1,0 +1,364 @@
+// The helper engine (the default): one small helper process per Node
+// process creates, watches and reaps every child (native/helper.c). The
+// Node process then receives no SIGCHLD for them and no waitpid(-1) in it
+// can see them. Each environment talks to the helper over its own
+// SOCK_SEQPACKET socket; each child's exit record arrives twice: as an EXIT
+// message on that socket (with the full rusage: `exited`, 'exit') and as
+// the 24-byte struct clonefd_info in the child's record pipe, whose read
+// end is the handle's `fd` (the contract, readable by any code).
+import { AsyncResource } from 'node:async_hooks';
+import path from 'node:path';
+import { binding, bindingPath, type NativeChild } from './binding';
+import { O_CLOEXEC, O_NONBLOCK } from './constants';
+import { probePidfd, spawnError } from './direct';
+import type { EngineChild, ExitFn, RawExit, SpawnFn } from './engine';
+import { SystemError } from './errors';
+import type { SpawnRequest } from './options';
+
+const EAGAIN = 11;
+const ESRCH = 3;
+const ECHILD = 10;
+const EPROTO = 71;
+const EPIPE = 32;
+const ECONNRESET = 104;
+
+/** native/protocol.h */
+const enum MsgType {
+  Spawned = 3,
+  Exit = 4,
+}
+const enum ReqFlag {
+  Setsid = 0x1,
+  Setuid = 0x2,
+  Setgid = 0x4,
+  KillWithParent = 0x8,
+}
+/** native/addon.cc MsgSlot */
+const enum Msg {
+  Type = 0,
+  Id,
+  Pid,
+  Err,
+  Stage,
+  Fd,
+  Record,
+}
+
+const msg = new Float64Array(binding.messageSize);
+const ensureOut = new Int32Array(2);
+/** The helper executable on disk: the fallback when the embedded copy can't run from a memfd. */
+const helperFile = path.join(path.dirname(bindingPath), 'clonefd-helper');
+
+/**
+ * One environment's socket to one helper generation. A new generation
+ * (the helper died, or Node's credentials changed) gets a new connection;
+ * an old one lives until its children are done.
+ */
+class Connection {
+  readonly fd: number;
+  readonly watch: NativeChild;
+  readonly children = new Map<number, HelperChild>();
+  #nextId = 1;
+  #refs = 0;
+  #closed = false;
+  #queued: Float64Array[] = [];
+
+  constructor(readonly generation: number) {
+    const fd = binding.helperConnect(generation);
+    if (fd < 0) throw new SystemError(-fd, 'connect', { detail: 'cannot reach the clonefd helper' });
+    this.fd = fd;
+    const watch = binding.watchFd(fd, () => this.drain());
+    if (typeof watch === 'number') {
+      binding.closeFd(fd);
+      throw new SystemError(-watch, 'uv_poll_init');
+    }
+    this.watch = watch;
+    binding.ref(watch, false); // an idle environment exits normally
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn): HelperChild {
+    const pipe = binding.recordPipe((flags & O_CLOEXEC) !== 0, (flags & O_NONBLOCK) !== 0);
+    if (typeof pipe === 'number') throw new SystemError(-pipe, 'pipe2');
+    const [readEnd, writeEnd] = pipe;
+    const id = this.#nextId++;
+    let reqFlags = 0;
+    if (req.detached) reqFlags |= ReqFlag.Setsid;
+    if (req.uid !== undefined) reqFlags |= ReqFlag.Setuid;
+    if (req.gid !== undefined) reqFlags |= ReqFlag.Setgid;
+    if (req.killWithParent) reqFlags |= ReqFlag.KillWithParent;
+    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, reqFlags, req.uid ?? 0, req.gid ?? 0, writeEnd);
+    binding.closeFd(writeEnd); // the helper has its own copy now
+    if (sent < 0) {
+      binding.closeFd(readEnd);
+      if (sent === -ECONNRESET || sent === -EPIPE) this.lost();
+      throw new SystemError(-sent, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: 'sending the request to the clonefd helper failed' });
+    }
+    // spawn() is synchronous: wait for this request's answer; exits of
+    // other children that arrive first are dispatched right after.
+    for (;;) {
+      const type = binding.helperRecv(this.fd, msg, true);
+      if (type === MsgType.Spawned && msg[Msg.Id] === id) break;
+      if (type === MsgType.Exit) {
+        this.#queued.push(msg.slice());
+        continue;
+      }
+      if (type === MsgType.Spawned) continue; // an answer nobody waits for any more
+      if (type === -EPROTO || type === -EAGAIN) continue;
+      binding.closeFd(readEnd);
+      this.#scheduleQueued();
+      this.lost();
+      throw new SystemError(type === 0 ? ECONNRESET : -type, `spawn ${req.file}`, {
+        path: req.file,
+        spawnargs: req.args,
+        detail: 'the clonefd helper went away during the spawn',
+      });
+    }
+    this.#scheduleQueued();
+    if (msg[Msg.Err] !== 0) {
+      binding.closeFd(readEnd);
+      throw spawnError(msg[Msg.Err], msg[Msg.Stage], req);
+    }
+    const child = new HelperChild(this, id, msg[Msg.Pid], msg[Msg.Fd], readEnd, flags, onExit);
+    this.children.set(id, child);
+    this.setRef(child, true);
+    return child;
+  }
+
+  setRef(child: HelperChild, on: boolean): void {
+    if (child.refed === on) return;
+    child.refed = on;
+    this.#refs += on ? 1 : -1;
+    if (!this.#closed) binding.ref(this.watch, this.#refs > 0);
+  }
+
+  /** Everything waiting on the socket, without blocking. `sync`: inside a read(). */
+  drain(sync = false): void {
+    for (;;) {
+      if (this.#closed) return;
+      const type = binding.helperRecv(this.fd, msg, false);
+      if (type === -EAGAIN) return;
+      if (type === MsgType.Exit) this.#dispatch(msg, sync);
+      else if (type === -EPROTO || type === MsgType.Spawned) continue;
+      else {
+        this.lost(); // EOF or a socket error: the helper is gone
+        return;
+      }
+    }
+  }
+
+  #scheduleQueued(): void {
+    if (this.#queued.length === 0) return;
+    const queued = this.#queued;
+    this.#queued = [];
+    process.nextTick(() => {
+      for (const m of queued) this.#dispatch(m, false);
+    });
+  }
+
+  #dispatch(m: Float64Array, sync: boolean): void {
+    const child = this.children.get(m[Msg.Id]);
+    if (!child) return;
+    this.forget(child);
+    child.deliver(m.slice(Msg.Record), sync);
+  }
+
+  forget(child: HelperChild): void {
+    this.children.delete(child.id);
+    this.setRef(child, false);
+    if (this.children.size === 0 && helper.current !== this) this.close();
+  }
+
+  /** The helper died: every outstanding record is recovered here (SPEC §5). */
+  lost(): void {
+    if (this.#closed) return;
+    this.close();
+    if (helper.current === this) helper.current = null;
+    for (const child of [...this.children.values()]) child.recover();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    binding.unwatch(this.watch);
+  }
+}
+
+/** This environment's view of the helper. */
+const helper: { current: Connection | null } = { current: null };
+
+function connection(): Connection {
+  const gen = binding.helperEnsure(helperFile, ensureOut);
+  if (gen < 0) {
+    throw new SystemError(-gen, 'spawn clonefd-helper', {
+      detail:
+        `the clonefd helper could not be started (${ensureOut[1] ? 'exec failed' : 'memfd/socket failed'}): ` +
+        "neither the embedded copy (memfd) nor the file next to the addon could be executed; use { engine: 'direct' }",
+    });
+  }
+  let conn = helper.current;
+  if (conn && (conn.closed || conn.generation !== gen)) {
+    // A new helper (the old one died, or Node's credentials changed).
+    if (!conn.closed && conn.children.size === 0) conn.close();
+    conn = null;
+  }
+  if (!conn) {
+    conn = new Connection(gen);
+    helper.current = conn;
+  }
+  return conn;
+}
+
+class HelperChild implements EngineChild {
+  refed = false;
+  #pidfd: number; // private, CLOEXEC; -1 once reaped
+  #recordFd: number; // the contract's fd; the user's once handed over
+  #handedOver = false;
+  #record: Float64Array | null = null;
+  #consumed = false;
+  #settled = false;
+  #recovering: NativeChild | null = null;
+  readonly #resource = new AsyncResource('CLONEFD_CHILD');
+
+  constructor(
+    readonly conn: Connection,
+    readonly id: number,
+    readonly pid: number,
+    pidfd: number,
+    recordFd: number,
+    private readonly flags: number,
+    private readonly onExit: ExitFn,
+  ) {
+    this.#pidfd = pidfd;
+    this.#recordFd = recordFd;
+  }
+
+  deliver(raw: RawExit, sync: boolean): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (typeof raw !== 'number') this.#record = raw;
+    if (this.#recovering) {
+      binding.unwatch(this.#recovering); // closes the pidfd it owned
+      this.#recovering = null;
+    } else if (this.#pidfd >= 0) {
+      binding.closeFd(this.#pidfd);
+    }
+    this.#pidfd = -1;
+    if (sync) {
+      this.onExit(raw, true);
+    } else {
+      try {
+        this.#resource.runInAsyncScope(this.onExit, null, raw, false);
+      } catch (err) {
+        // A throwing 'exit' listener is the application's uncaught
+        // exception; it must not stop the delivery of other exits.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
+    this.#resource.emitDestroy();
+  }
+
+  openUserFds(): { fd: number; pidfd: number } {
+    if (this.#handedOver || this.#recordFd < 0 || this.#pidfd < 0) return { fd: -1, pidfd: -1 };
+    const pidfd = binding.dupUserFd(this.#pidfd, (this.flags & O_CLOEXEC) !== 0, (this.flags & O_NONBLOCK) !== 0);
+    if (pidfd < 0) throw new SystemError(-pidfd, 'dup');
+    this.#handedOver = true;
+    return { fd: this.#recordFd, pidfd };
+  }
+
+  userFdsClosed(): void {
+    this.#recordFd = -1;
+  }
+
+  kill(signal: number): number {
+    if (this.#pidfd < 0) return -ESRCH;
+    return binding.killPidfd(this.#pidfd, signal);
+  }
+
+  ref(on: boolean): void {
+    if (!this.#settled) this.conn.setRef(this, on);
+  }
+
+  readContract(block: boolean): RawExit | null {
+    if (this.#consumed) return null;
+    if (this.#recordFd < 0) {
+      // The user closed the contract fd: the record is served from memory.
+      if (!this.#settled) return block ? -9 /* EBADF */ : -EAGAIN;
+      this.#consumed = true;
+      return this.#record ?? -ECHILD;
+    }
+    const r = binding.readRecord(this.#recordFd, block, this.#pidfd);
+    if (typeof r === 'number' && r < 0) return r;
+    this.#consumed = true;
+    if (typeof r === 'number') {
+      // EOF. With the helper alive, someone read the record with read(2)
+      // first. With the helper dead, its pipe closed without a record:
+      // the record recovered here is the contract's answer.
+      if (!this.conn.closed) return null;
+      if (!this.#settled) this.#tryRecover(true);
+      return this.#record ?? (this.#settled ? -ECHILD : -EAGAIN);
+    }
+    if (!this.#settled) {
+      // The helper sends EXIT before it writes the record: it is waiting
+      // on the socket already.
+      this.conn.drain(true);
+    }
+    if (!this.#settled) {
+      // Not there (the socket is gone): settle from the 24 bytes.
+      const rec = new Float64Array(binding.recordSize);
+      rec.set(r.subarray(0, 4));
+      rec[4] = this.pid;
+      this.conn.forget(this);
+      this.deliver(rec, true);
+    }
+    return this.#record;
+  }
+
+  release(): void {
+    if (!this.#handedOver && this.#recordFd >= 0) {
+      binding.closeFd(this.#recordFd);
+      this.#recordFd = -1;
+    }
+  }
+
+  /** The helper died with this child outstanding. */
+  recover(): void {
+    if (this.#settled || this.#pidfd < 0) return;
+    if (this.#tryRecover(false)) return;
+    // Still running: watch its pidfd (the watch owns it from now on).
+    const watch = binding.watchFd(this.#pidfd, () => this.#tryRecover(false));
+    if (typeof watch === 'number') {
+      this.conn.forget(this);
+      this.deliver(watch, false);
+      return;
+    }
+    this.#recovering = watch;
+    binding.ref(watch, this.refed);
+  }
+
+  #tryRecover(sync: boolean): boolean {
+    if (this.#settled) return true;
+    const r = binding.recoverExit(this.#pidfd, this.pid);
+    if (r === -EAGAIN) return false;
+    this.conn.forget(this);
+    this.deliver(r, sync);
+    return true;
+  }
+}
+
+export const spawnHelper: SpawnFn = (req, stdioFds, flags, onExit) => {
+  probePidfd();
+  const conn = connection();
+  return conn.spawn(req, stdioFds, flags, onExit);
+};
+
+/** For tests and diagnostics: the helper's pid (0 when none runs). */
+export function helperPid(): number {
+  return binding.helperPid();
+}
+
