@@ -353,6 +353,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   plan.cwd_fd = -1;
   plan.umask = -1;
   plan.err_fd = -1;
+  plan.hold_fd = -1;
   plan.stdio = stdio.Data();
   plan.nstdio = static_cast<int>(stdio.ElementLength());
   plan.flags = info[5].As<Napi::Number>().Int32Value();
@@ -644,7 +645,7 @@ void AppendStrings(std::string* payload, const Napi::Value& v, uint32_t* count) 
 }
 
 // helperSpawn(sock, id, paths, argv, envp|null, cwd|null, stdio: Int32Array,
-//             flags, uid, gid, recordWriteFd) → 0 | -errno
+//             flags, uid, gid, recordWriteFd, execWriteFd) → 0 | -errno
 // Sends one SPAWN request. The caller keeps ownership of every fd it
 // passes (they are duplicated into the helper by SCM_RIGHTS).
 Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
@@ -658,6 +659,7 @@ Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
   req.uid = info[8].As<Napi::Number>().Uint32Value();
   req.gid = info[9].As<Napi::Number>().Uint32Value();
   int record_w = info[10].As<Napi::Number>().Int32Value();
+  int exec_w = info[11].As<Napi::Number>().Int32Value();
   int mask = CurrentUmask();
   if (mask < 0) return Napi::Number::New(env, -ENOSYS);
   req.umask = static_cast<uint32_t>(mask);
@@ -685,13 +687,15 @@ Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
   if (payload.size() > CLONEFD_PAYLOAD_MAX) return Napi::Number::New(env, -E2BIG);
   req.payload_len = static_cast<uint32_t>(payload.size());
 
-  // Passed fds: record pipe, Node's cwd, [payload memfd], distinct stdio fds.
+  // Passed fds: record pipe, Node's cwd, exec pipe, [payload memfd],
+  // distinct stdio fds (native/protocol.h).
   int fds[CLONEFD_MAX_FDS];
   int nfds = 0;
   fds[nfds++] = record_w;
   int cwdfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (cwdfd < 0) return Napi::Number::New(env, -errno);
   fds[nfds++] = cwdfd;
+  fds[nfds++] = exec_w;
   int memfd = -1;
   bool inline_payload = payload.size() <= CLONEFD_INLINE_PAYLOAD_MAX;
   if (!inline_payload) {
@@ -720,7 +724,7 @@ Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
       continue;
     }
     int k = -1;
-    for (int j = inline_payload ? 2 : 3; j < nfds; j++)
+    for (int j = inline_payload ? 3 : 4; j < nfds; j++)
       if (fds[j] == fd) k = j;
     if (k < 0) {
       k = nfds;
@@ -876,6 +880,41 @@ Napi::Value HelperRecv(const Napi::CallbackInfo& info) {
   return reject();
 }
 
+// execPipe() → [readEnd, writeEnd] | -errno, both CLOEXEC: the child
+// writes {errno, stage} into it when something before execve fails; EOF
+// means the exec happened.
+Napi::Value ExecPipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
+  Napi::Array a = Napi::Array::New(env, 2);
+  a[0u] = Napi::Number::New(env, p[0]);
+  a[1u] = Napi::Number::New(env, p[1]);
+  return a;
+}
+
+// waitExec(readEnd, out: Int32Array[2]) → 0 (exec'd: EOF) | 1 (failed:
+// out = [errno, stage]) | -errno. Blocks until one of them is known.
+Napi::Value WaitExec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Int32Array out = info[1].As<Napi::Int32Array>();
+  int32_t rec[2];
+  size_t got = 0;
+  while (got < sizeof rec) {
+    ssize_t n = read(fd, reinterpret_cast<char*>(rec) + got, sizeof rec - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Napi::Number::New(env, -errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got == 0) return Napi::Number::New(env, 0);
+  if (got != sizeof rec) return Napi::Number::New(env, -EPROTO);
+  out[0] = rec[0];
+  out[1] = rec[1];
+  return Napi::Number::New(env, 1);
+}
+
 // recordPipe(cloexec, nonblock) → [readEnd, writeEnd] | -errno. The read end
 // is the contract's fd (the user's flags; registered as a user fd), the
 // write end goes to the helper and is closed here right after.
@@ -936,6 +975,11 @@ Napi::Value ReadRecord(const Napi::CallbackInfo& info) {
     do n = poll(p, exit_fd >= 0 ? 2 : 1, 0);
     while (n < 0 && errno == EINTR);
     if (n == 0) return Napi::Number::New(env, -EAGAIN);
+  }
+  // Wait for the record (or EOF) whatever the fd's O_NONBLOCK: it is due
+  // (blocking read, or the child has exited and the helper is writing it).
+  struct pollfd w = {fd, POLLIN, 0};
+  while (poll(&w, 1, -1) < 0 && errno == EINTR) {
   }
   struct {
     int32_t code, status;
@@ -1015,6 +1059,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["helperPid"] = Napi::Function::New(env, HelperPid, "helperPid");
   exports["helperSpawn"] = Napi::Function::New(env, HelperSpawn, "helperSpawn");
   exports["helperRecv"] = Napi::Function::New(env, HelperRecv, "helperRecv");
+  exports["execPipe"] = Napi::Function::New(env, ExecPipe, "execPipe");
+  exports["waitExec"] = Napi::Function::New(env, WaitExec, "waitExec");
   exports["recordPipe"] = Napi::Function::New(env, RecordPipe, "recordPipe");
   exports["dupUserFd"] = Napi::Function::New(env, DupUserFd, "dupUserFd");
   exports["readRecord"] = Napi::Function::New(env, ReadRecord, "readRecord");

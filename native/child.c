@@ -84,11 +84,17 @@ int clonefd_child_main(void *arg) {
     if (r < 0) fail(p, CLONEFD_STAGE_CHDIR, r);
   }
   if (p->umask >= 0) SYS1(__NR_umask, p->umask);
-  /* The error pipe must survive the shuffle below: move it above n. */
+  /* The error and hold pipes must survive the shuffle below: move them
+     above n (still close-on-exec). */
   if (p->err_fd >= 0 && p->err_fd < n) {
     r = SYS3(__NR_fcntl, p->err_fd, F_DUPFD_CLOEXEC, n);
     if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
     p->err_fd = (int)r;
+  }
+  if (p->hold_fd >= 0 && p->hold_fd < n) {
+    r = SYS3(__NR_fcntl, p->hold_fd, F_DUPFD_CLOEXEC, n);
+    if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
+    p->hold_fd = (int)r;
   }
 
   /* Pass 1: move every source that a target slot could clobber (an fd

@@ -47,6 +47,9 @@ struct clonefd_plan {
   /* -1, or a CLOEXEC pipe to write {err, stage} (two int32) to on failure:
      how a child without shared memory reports (the helper's children). */
   int err_fd;
+  /* -1, or a CLOEXEC fd the child just keeps open until exec: its owner
+     learns from the EOF that the child no longer uses its memory. */
+  int hold_fd;
   /* 0, or a signal the child gets when the thread that created it exits
      (PR_SET_PDEATHSIG); parent_pid guards against the parent being gone
      before the prctl. */
@@ -85,8 +88,9 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd);
  * caller goes on serving others while the child execs, and nothing is
  * copied (no page tables, no copy-on-write faults). The child runs on
  * `stack` and reads `plan`: both must stay untouched until the child has
- * exec'd (plan->err_fd, a CLOEXEC pipe, reads EOF) or exited. Reports
- * through plan->err_fd only. Returns the pid (and *pidfd), or -errno.
+ * exec'd or exited (plan->hold_fd, a CLOEXEC pipe, reads EOF then).
+ * Reports through plan->err_fd only. Returns the pid (and *pidfd), or
+ * -errno.
  */
 long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd);
 

@@ -9,11 +9,13 @@
  * and each child's pidfd. It never blocks on a client: replies that do not
  * fit go to a per-client queue flushed on EPOLLOUT.
  *
- * A child's life: SPAWN request → plain clone3(CLONE_PIDFD) running the
- * shared child setup (child.c) with a CLOEXEC error pipe → EOF on that pipe
- * means exec happened: SPAWNED (pid + pidfd) → pidfd readable: zombie
- * times, waitid, EXIT to the client, the 24-byte clonefd_info into the
- * record pipe, which is then closed (the contract's EOF).
+ * A child's life: SPAWN request → clone3(CLONE_VM|CLONE_PIDFD) running the
+ * shared child setup (child.c) on a stack of ours, reporting exec errors
+ * into the exec pipe Node gave us → SPAWNED (pid + pidfd) at once; Node
+ * learns the exec's outcome from that pipe → our hold pipe's EOF says the
+ * child left our memory (exec or exit) → pidfd readable: zombie times,
+ * waitid, EXIT to the client, the 24-byte clonefd_info into the record
+ * pipe, which is then closed (the contract's EOF).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,8 +58,6 @@ struct client {
   int children; /* children spawned through this client and not yet reaped */
 };
 
-enum child_state { EXECING, RUNNING };
-
 /* What a child reads from our memory until it has exec'd (it shares it:
    CLONE_VM without CLONE_VFORK). Freed at the exec (error pipe EOF) or
    after the failed child was reaped, never before. */
@@ -83,11 +83,10 @@ static void free_spawn_mem(struct spawn_mem *m) {
 
 struct child {
   struct child *next;
-  enum child_state state;
-  struct spawn_mem *mem; /* while EXECING */
+  struct spawn_mem *mem; /* until the child exec'd or exited */
+  int hold;              /* read end of the hold pipe while mem is held */
   pid_t pid;
   int pidfd;
-  int errpipe; /* read end while EXECING */
   int record;  /* the record pipe's write end */
   uint64_t id;
   int kill_with_parent;
@@ -95,7 +94,7 @@ struct child {
 };
 
 /* epoll data: a tagged pointer (low bits) to what became ready. */
-enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_ERRPIPE = 2, TAG_PIDFD = 3 };
+enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_HOLD = 2, TAG_PIDFD = 3 };
 
 static int epfd = -1;
 static int control_open = 1;
@@ -311,7 +310,8 @@ static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds) {
 
 /* ---- spawning ----------------------------------------------------------- */
 
-static void on_errpipe(struct child *ch);
+static void remove_child(struct child *ch);
+static void release_mem(struct child *ch);
 
 /* Splits count NUL-terminated strings off [*p, end). NULL if malformed. */
 static char **take_strings(char **p, char *end, uint32_t count) {
@@ -338,9 +338,9 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   struct child *ch = NULL;
   int err = EPROTO;
 
-  if (len < sizeof req || nfds < 2) goto bad;
+  if (len < sizeof req || nfds < 3) goto bad;
   memcpy(&req, body, sizeof req);
-  int first_stdio = 2;
+  int first_stdio = 3;
   if (req.nstdio > CLONEFD_MAX_STDIO_REMOTE || req.payload_len > CLONEFD_PAYLOAD_MAX || req.npaths == 0 ||
       req.npaths > CLONEFD_MAX_STRINGS || req.nargv == 0 || req.nargv > CLONEFD_MAX_STRINGS ||
       req.nenv > CLONEFD_MAX_STRINGS)
@@ -348,11 +348,11 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   if (req.flags & CLONEFD_REQ_PAYLOAD_MEMFD) {
     /* Large requests: the strings travel in a memfd, nothing inline. */
     struct stat st;
-    if (nfds < 3 || len != sizeof req || req.payload_len == 0) goto bad;
-    first_stdio = 3;
-    if (fstat(fds[2], &st) < 0 || (uint64_t)st.st_size != req.payload_len) goto bad;
+    if (nfds < 4 || len != sizeof req || req.payload_len == 0) goto bad;
+    first_stdio = 4;
+    if (fstat(fds[3], &st) < 0 || (uint64_t)st.st_size != req.payload_len) goto bad;
     mapped_len = req.payload_len;
-    mapped = mmap(NULL, mapped_len, PROT_READ, MAP_PRIVATE, fds[2], 0);
+    mapped = mmap(NULL, mapped_len, PROT_READ, MAP_PRIVATE, fds[3], 0);
     if (mapped == MAP_FAILED) {
       mapped = NULL;
       err = ENOMEM;
@@ -411,15 +411,16 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     err = ENOMEM;
     goto bad;
   }
-  int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC) < 0) {
+  plan->err_fd = fds[2]; /* Node's exec pipe */
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) < 0) {
     err = errno;
     goto bad;
   }
-  plan->err_fd = errpipe[1];
+  plan->hold_fd = hold[1];
   if (!(ch = calloc(1, sizeof *ch))) {
-    close(errpipe[0]);
-    close(errpipe[1]);
+    close(hold[0]);
+    close(hold[1]);
     err = ENOMEM;
     goto bad;
   }
@@ -428,27 +429,27 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
      stalled mount stalls only its own spawn). */
   int pidfd = -1;
   long pid = clonefd_spawn_shared(plan, m->stack, CHILD_STACK_SIZE, &pidfd);
-  close(errpipe[1]);
+  close(hold[1]);
   if (pid < 0) {
-    close(errpipe[0]);
+    close(hold[0]);
     free(ch);
     free_spawn_mem(m);
     if (mapped) munmap(mapped, mapped_len);
-    close_fds(fds, nfds);
+    close_fds(fds, nfds); /* our exec pipe copy too: Node sees EOF, then this */
     reply_spawned(c, id, 0, (int)-pid, CLONEFD_STAGE_CLONE, -1);
     return;
   }
-  /* The child has its own fd table: keep only the record pipe. */
+  /* The child has its own fd table: keep only the record pipe. Closing
+     our copy of the exec pipe lets Node see its EOF at the exec. */
   int record = fds[0];
   fds[0] = -1;
   close_fds(fds, nfds);
   if (mapped) munmap(mapped, mapped_len);
   fcntl(record, F_SETFL, O_NONBLOCK); /* never block on one client's pipe */
-  ch->state = EXECING;
   ch->mem = m;
+  ch->hold = hold[0];
   ch->pid = (pid_t)pid;
   ch->pidfd = pidfd;
-  ch->errpipe = errpipe[0];
   ch->record = record;
   ch->id = id;
   ch->kill_with_parent = (req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
@@ -457,12 +458,28 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   children = ch;
   nchildren++;
   c->children++;
-  if (watch(ch->errpipe, EPOLLIN, ch, TAG_ERRPIPE, EPOLL_CTL_ADD) < 0) {
-    /* We would never learn how the exec went: stop it; the error pipe is
-       then read synchronously below. */
-    SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    on_errpipe(ch);
+  /* If either watch fails, the memory is simply kept until the reap. */
+  if (watch(ch->hold, EPOLLIN, ch, TAG_HOLD, EPOLL_CTL_ADD) < 0) {
+    close(ch->hold);
+    ch->hold = -1;
   }
+  int theirs = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+  if (theirs < 0 || watch(pidfd, EPOLLIN, ch, TAG_PIDFD, EPOLL_CTL_ADD) < 0) {
+    /* We could never reap it: it must not run. Kill, reap, refuse. */
+    SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    siginfo_t si;
+    long r;
+    do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, NULL);
+    while (r == -EINTR);
+    if (theirs >= 0) close(theirs);
+    release_mem(ch);
+    close(pidfd);
+    close(record);
+    reply_spawned(c, id, 0, theirs < 0 ? errno : ENOMEM, CLONEFD_STAGE_WATCH, -1);
+    remove_child(ch);
+    return;
+  }
+  reply_spawned(c, id, ch->pid, 0, 0, theirs);
   return;
 
 bad:
@@ -484,59 +501,26 @@ static void remove_child(struct child *ch) {
   free(ch);
 }
 
-static void on_errpipe(struct child *ch) {
-  int32_t rec[2];
-  ssize_t n;
-  do n = read(ch->errpipe, rec, sizeof rec);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == EAGAIN) return;
-  if (n > 0 && n != (ssize_t)sizeof rec) { /* writes of 8 bytes are atomic: cannot happen */
-    rec[0] = EPROTO;
-    rec[1] = CLONEFD_STAGE_NONE;
-    n = sizeof rec;
+/* The child left our memory (it exec'd, or exited): free its spawn data. */
+static void release_mem(struct child *ch) {
+  if (ch->hold >= 0) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, ch->hold, NULL);
+    close(ch->hold);
+    ch->hold = -1;
   }
-  epoll_ctl(epfd, EPOLL_CTL_DEL, ch->errpipe, NULL);
-  close(ch->errpipe);
-  ch->errpipe = -1;
-  if (n == (ssize_t)sizeof rec) {
-    /* The child failed before exec and exits right after telling us. */
-    siginfo_t si;
-    long r;
-    do r = SYS5(__NR_waitid, P_PIDFD, ch->pidfd, &si, WEXITED | __WALL, NULL);
-    while (r == -EINTR);
-    /* Reaped: it no longer runs on our memory. */
-    free_spawn_mem(ch->mem);
-    ch->mem = NULL;
-    close(ch->pidfd);
-    close(ch->record);
-    reply_spawned(ch->client, ch->id, 0, rec[0], rec[1], -1);
-    remove_child(ch);
-    return;
-  }
-  /* EOF: the CLOEXEC pipe closed at a successful execve, after the child
-     switched to its new address space; ours is free again. (EOF with the
-     child killed before exec: it is then reaped through its pidfd.) */
   free_spawn_mem(ch->mem);
   ch->mem = NULL;
-  ch->state = RUNNING;
-  int theirs = fcntl(ch->pidfd, F_DUPFD_CLOEXEC, 0);
-  if (watch(ch->pidfd, EPOLLIN, ch, TAG_PIDFD, EPOLL_CTL_ADD) < 0) {
-    /* Unwatchable: it could never be reaped by us. Refuse it. */
-    SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
-    siginfo_t si;
-    SYS5(__NR_waitid, P_PIDFD, ch->pidfd, &si, WEXITED | __WALL, NULL);
-    close(ch->pidfd);
-    close(ch->record);
-    if (theirs >= 0) close(theirs);
-    reply_spawned(ch->client, ch->id, 0, ENOMEM, CLONEFD_STAGE_WATCH, -1);
-    remove_child(ch);
-    return;
-  }
-  if (theirs < 0) {
-    reply_spawned(ch->client, ch->id, ch->pid, 0, 0, -1);
-  } else {
-    reply_spawned(ch->client, ch->id, ch->pid, 0, 0, theirs);
-  }
+}
+
+static void on_hold(struct child *ch) {
+  char b;
+  ssize_t n;
+  do n = read(ch->hold, &b, 1);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) return;
+  /* EOF: the hold pipe's last write end closed at the child's execve,
+     after it switched to its new address space; or at its exit. */
+  release_mem(ch);
 }
 
 static void on_exit_ready(struct child *ch) {
@@ -545,6 +529,7 @@ static void on_exit_ready(struct child *ch) {
   if (r == -EAGAIN) return; /* not reapable yet: poll again */
   epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
   close(ch->pidfd);
+  release_mem(ch); /* reaped: it certainly runs on nothing of ours */
   if (r == 0) {
     struct {
       struct clonefd_msg_header h;
@@ -679,8 +664,8 @@ int main(void) {
         case TAG_CLIENT:
           on_client(p, ev[i].events);
           break;
-        case TAG_ERRPIPE:
-          on_errpipe(p);
+        case TAG_HOLD:
+          on_hold(p);
           break;
         case TAG_PIDFD:
           on_exit_ready(p);

@@ -132,6 +132,7 @@ static long start_locked(const char *fallback_path, int *stage) {
   plan.cwd_fd = -1;
   plan.umask = -1;
   plan.err_fd = -1;
+  plan.hold_fd = -1;
   plan.stdio = stdio;
   plan.nstdio = 4;
   /* Same process group as Node, so its children get a terminal's Ctrl-C

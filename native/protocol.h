@@ -54,9 +54,14 @@ struct clonefd_msg_header {
  * SPAWN: header, this struct, then (inline, or in the memfd) the strings:
  * npaths + nargv + nenv NUL-terminated strings, then cwd if HAS_CWD.
  * Passed fds, in order: record pipe write end, the caller's cwd (an
- * O_PATH directory fd), the payload memfd if PAYLOAD_MEMFD, then the
- * distinct stdio fds. stdio[i] indexes into the passed fds (-1: /dev/null
- * for i < 3, closed beyond).
+ * O_PATH directory fd), the exec pipe's write end, the payload memfd if
+ * PAYLOAD_MEMFD, then the distinct stdio fds. stdio[i] indexes into the
+ * passed fds (-1: /dev/null for i < 3, closed beyond).
+ *
+ * The exec pipe (CLOEXEC) goes to the child, which writes {errno, stage}
+ * into it if anything before execve fails; its EOF means the exec
+ * happened. Node waits on it directly, so the helper answers SPAWNED right
+ * after the clone and never waits for an exec itself.
  */
 struct clonefd_spawn_req {
   uint32_t flags;

@@ -53,7 +53,10 @@ export interface NativeBinding {
     uid: number,
     gid: number,
     recordWriteFd: number,
+    execWriteFd: number,
   ): number;
+  execPipe(): [number, number] | number;
+  waitExec(readEnd: number, out: Int32Array): number;
   helperRecv(sock: number, out: Float64Array, block: boolean): number;
   recordPipe(cloexec: boolean, nonblock: boolean): [number, number] | number;
   dupUserFd(fd: number, cloexec: boolean, nonblock: boolean): number;

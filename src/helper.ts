@@ -46,6 +46,7 @@ const enum Msg {
 
 const msg = new Float64Array(binding.messageSize);
 const ensureOut = new Int32Array(2);
+const execOut = new Int32Array(2);
 /** The helper executable on disk: the fallback when the embedded copy can't run from a memfd. */
 const helperFile = path.join(path.dirname(bindingPath), 'clonefd-helper');
 
@@ -81,24 +82,36 @@ class Connection {
   }
 
   spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn): HelperChild {
-    const pipe = binding.recordPipe((flags & O_CLOEXEC) !== 0, (flags & O_NONBLOCK) !== 0);
-    if (typeof pipe === 'number') throw new SystemError(-pipe, 'pipe2');
-    const [readEnd, writeEnd] = pipe;
+    const record = binding.recordPipe((flags & O_CLOEXEC) !== 0, (flags & O_NONBLOCK) !== 0);
+    if (typeof record === 'number') throw new SystemError(-record, 'pipe2');
+    const exec = binding.execPipe();
+    if (typeof exec === 'number') {
+      binding.closeFd(record[0]);
+      binding.closeFd(record[1]);
+      throw new SystemError(-exec, 'pipe2');
+    }
+    const [readEnd, writeEnd] = record;
     const id = this.#nextId++;
     let reqFlags = 0;
     if (req.detached) reqFlags |= ReqFlag.Setsid;
     if (req.uid !== undefined) reqFlags |= ReqFlag.Setuid;
     if (req.gid !== undefined) reqFlags |= ReqFlag.Setgid;
     if (req.killWithParent) reqFlags |= ReqFlag.KillWithParent;
-    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, reqFlags, req.uid ?? 0, req.gid ?? 0, writeEnd);
-    binding.closeFd(writeEnd); // the helper has its own copy now
+    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, reqFlags, req.uid ?? 0, req.gid ?? 0, writeEnd, exec[1]);
+    // The helper (and through it the child) has its own copies now.
+    binding.closeFd(writeEnd);
+    binding.closeFd(exec[1]);
     if (sent < 0) {
       binding.closeFd(readEnd);
+      binding.closeFd(exec[0]);
       if (sent === -ECONNRESET || sent === -EPIPE) this.lost();
       throw new SystemError(-sent, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: 'sending the request to the clonefd helper failed' });
     }
-    // spawn() is synchronous: wait for this request's answer; exits of
-    // other children that arrive first are dispatched right after.
+    // spawn() is synchronous. The exec's outcome comes straight from the
+    // child (EOF: it exec'd; else its errno), the pid and pidfd from the
+    // helper, which answers right after the clone.
+    const execResult = binding.waitExec(exec[0], execOut);
+    binding.closeFd(exec[0]);
     for (;;) {
       const type = binding.helperRecv(this.fd, msg, true);
       if (type === MsgType.Spawned && msg[Msg.Id] === id) break;
@@ -106,8 +119,10 @@ class Connection {
         this.#queued.push(msg.slice());
         continue;
       }
-      if (type === MsgType.Spawned) continue; // an answer nobody waits for any more
-      if (type === -EPROTO || type === -EAGAIN) continue;
+      if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
+        if (type === MsgType.Spawned && msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]); // nobody waits for it
+        continue;
+      }
       binding.closeFd(readEnd);
       this.#scheduleQueued();
       this.lost();
@@ -118,9 +133,13 @@ class Connection {
       });
     }
     this.#scheduleQueued();
-    if (msg[Msg.Err] !== 0) {
+    const failed = execResult === 1 ? execOut[0] : execResult < 0 ? -execResult : msg[Msg.Err];
+    if (failed !== 0) {
+      // The failed child exits and the helper reaps it; its EXIT message
+      // finds no listener here.
+      if (msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]);
       binding.closeFd(readEnd);
-      throw spawnError(msg[Msg.Err], msg[Msg.Stage], req);
+      throw spawnError(failed, execResult === 1 ? execOut[1] : msg[Msg.Stage], req);
     }
     const child = new HelperChild(this, id, msg[Msg.Pid], msg[Msg.Fd], readEnd, flags, onExit);
     this.children.set(id, child);
