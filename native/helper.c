@@ -71,13 +71,29 @@ struct spawn_mem {
 
 #define CHILD_STACK_SIZE (64 * 1024)
 
+/* A few stacks are kept for reuse: sequential spawns then touch pages
+   that are already mapped instead of faulting in fresh ones. */
+static void *stack_cache[8];
+static int nstack_cache;
+
+static void *get_stack(void) {
+  if (nstack_cache > 0) return stack_cache[--nstack_cache];
+  void *p = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void put_stack(void *p) {
+  if (nstack_cache < (int)(sizeof stack_cache / sizeof stack_cache[0])) stack_cache[nstack_cache++] = p;
+  else munmap(p, CHILD_STACK_SIZE);
+}
+
 static void free_spawn_mem(struct spawn_mem *m) {
   if (!m) return;
   free(m->payload);
   free(m->paths);
   free(m->argv);
   free(m->envp);
-  if (m->stack) munmap(m->stack, CHILD_STACK_SIZE);
+  if (m->stack) put_stack(m->stack);
   free(m);
 }
 
@@ -405,9 +421,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   if (req.flags & CLONEFD_REQ_SETUID) plan->flags |= CLONEFD_SETUID;
   if (req.flags & CLONEFD_REQ_SETGID) plan->flags |= CLONEFD_SETGID;
 
-  m->stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (m->stack == MAP_FAILED) {
-    m->stack = NULL;
+  if (!(m->stack = get_stack())) {
     err = ENOMEM;
     goto bad;
   }
