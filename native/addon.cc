@@ -88,8 +88,9 @@ struct EnvState {
   napi_env env = nullptr;
   uv_loop_t* loop = nullptr;
   Child* watched = nullptr;
-  // fds handed to the user and not yet closed through closeFd: a worker
-  // torn down runs no finalizers, so teardown releases them.
+  // fds owned by JavaScript (handed to the user, or the helper engine's
+  // private pidfds) and not yet closed through closeFd: a worker torn down
+  // runs no finalizers, so teardown releases them.
   std::unordered_map<int, FdId> user_fds;
   napi_async_cleanup_hook_handle cleanup = nullptr;
   int closing = 0;
@@ -852,7 +853,13 @@ Napi::Value HelperRecv(const Napi::CallbackInfo& info) {
     d[kMsgPid] = sp.pid;
     d[kMsgErr] = sp.err;
     d[kMsgStage] = sp.stage;
-    if (nfds == 1) d[kMsgFd] = fds[0];
+    if (nfds == 1) {
+      d[kMsgFd] = fds[0];
+      // The child's pidfd: JavaScript owns it now, but a worker torn down
+      // runs no JavaScript, so the environment closes it then.
+      struct stat st;
+      if (fstat(fds[0], &st) == 0) State(env)->user_fds[fds[0]] = FdId{st.st_dev, st.st_ino};
+    }
     return Napi::Number::New(env, msg.h.type);
   }
   if (msg.h.type == CLONEFD_MSG_EXIT && n == sizeof msg.h + sizeof msg.body.exit && nfds == 0) {

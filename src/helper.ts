@@ -311,7 +311,9 @@ class HelperChild implements EngineChild {
       this.#consumed = true;
       return this.#record ?? -ECHILD;
     }
-    const r = binding.readRecord(this.#recordFd, block, this.#pidfd);
+    // Once the exit is known the record is due (the helper sends EXIT, then
+    // writes it) or the pipe is at EOF: waiting for it cannot hang.
+    const r = binding.readRecord(this.#recordFd, block || this.#settled, this.#pidfd);
     if (typeof r === 'number' && r < 0) return r;
     this.#consumed = true;
     if (typeof r === 'number') {
