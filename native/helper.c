@@ -14,8 +14,8 @@
  * into the exec pipe Node gave us → SPAWNED (pid + pidfd) at once; Node
  * learns the exec's outcome from that pipe → our hold pipe's EOF says the
  * child left our memory (exec or exit) → pidfd readable: zombie times,
- * waitid, EXIT to the client, the 24-byte clonefd_info into the record
- * pipe, which is then closed (the contract's EOF).
+ * waitid, the 24-byte clonefd_info into the record pipe, which is then
+ * closed (the contract's EOF), then EXIT to the client.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -566,9 +566,8 @@ static void on_exit_ready(struct child *ch) {
     msg.e.ru_oublock = ex.ru.ru_oublock;
     msg.e.ru_nvcsw = ex.ru.ru_nvcsw;
     msg.e.ru_nivcsw = ex.ru.ru_nivcsw;
-    /* The message first, then the record: when Node sees the pipe
-       readable, the full record is already in its socket. */
-    send_msg(ch->client, &msg, sizeof msg, -1);
+    /* The record first, then the message: whoever learns of the exit from
+       the message (`exited`) finds the record in the pipe already. */
     struct {
       int32_t code, status;
       uint64_t utime, stime;
@@ -578,8 +577,11 @@ static void on_exit_ready(struct child *ch) {
     do w = write(ch->record, &info, sizeof info);
     while (w < 0 && errno == EINTR);
     /* EPIPE: the reader closed its end; nobody wants the record. */
+    close(ch->record);
+    ch->record = -1;
+    send_msg(ch->client, &msg, sizeof msg, -1);
   }
-  close(ch->record);
+  if (ch->record >= 0) close(ch->record);
   remove_child(ch);
 }
 

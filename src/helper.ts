@@ -135,11 +135,17 @@ class Connection {
     this.#scheduleQueued();
     const failed = execResult === 1 ? execOut[0] : execResult < 0 ? -execResult : msg[Msg.Err];
     if (failed !== 0) {
-      // The failed child exits and the helper reaps it; its EXIT message
-      // finds no listener here.
-      if (msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]);
+      const stage = execResult === 1 ? execOut[1] : msg[Msg.Stage];
+      const pidfd = msg[Msg.Fd];
       binding.closeFd(readEnd);
-      throw spawnError(failed, execResult === 1 ? execOut[1] : msg[Msg.Stage], req);
+      // A child was created if the helper sent its pidfd: it exits at once
+      // and the helper reaps it. Wait for that, so that nothing is left
+      // once spawn() throws.
+      if (pidfd >= 0) {
+        binding.closeFd(pidfd);
+        this.#awaitExitOf(id);
+      }
+      throw spawnError(failed, stage, req);
     }
     const child = new HelperChild(this, id, msg[Msg.Pid], msg[Msg.Fd], readEnd, flags, onExit);
     this.children.set(id, child);
@@ -167,6 +173,63 @@ class Connection {
         return;
       }
     }
+  }
+
+  /**
+   * Blocks until `child`'s EXIT arrives (read() has its 24 bytes already;
+   * the helper sends EXIT right after writing them). Exits of others are
+   * queued. If the socket fails first, the 24 bytes settle the child.
+   */
+  awaitExit(child: HelperChild, seed: Float64Array): void {
+    let gone = false;
+    while (this.children.has(child.id)) {
+      if (this.#closed) {
+        gone = true;
+        break;
+      }
+      const type = binding.helperRecv(this.fd, msg, true);
+      if (type === MsgType.Exit) {
+        if (msg[Msg.Id] === child.id) this.#dispatch(msg, true);
+        else this.#queued.push(msg.slice());
+        continue;
+      }
+      if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
+        if (type === MsgType.Spawned && msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]); // nobody waits for it
+        continue;
+      }
+      gone = true; // EOF or an error: the helper is gone
+      break;
+    }
+    this.#scheduleQueued();
+    if (this.children.has(child.id)) {
+      // The 24 bytes are all there is: the record without rusage.
+      const rec = new Float64Array(binding.recordSize);
+      rec.set(seed.subarray(0, 4));
+      rec[4] = child.pid;
+      this.forget(child);
+      child.deliver(rec, true);
+    }
+    if (gone) this.lost();
+  }
+
+  /** Blocks until the EXIT for request `id` (a failed spawn's child) or EOF. */
+  #awaitExitOf(id: number): void {
+    for (;;) {
+      const type = binding.helperRecv(this.fd, msg, true);
+      if (type === MsgType.Exit) {
+        if (msg[Msg.Id] === id) break;
+        this.#queued.push(msg.slice());
+        continue;
+      }
+      if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
+        if (type === MsgType.Spawned && msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]);
+        continue;
+      }
+      this.#scheduleQueued();
+      this.lost();
+      return;
+    }
+    this.#scheduleQueued();
   }
 
   #scheduleQueued(): void {
@@ -324,19 +387,9 @@ class HelperChild implements EngineChild {
       if (!this.#settled) this.#tryRecover(true);
       return this.#record ?? (this.#settled ? -ECHILD : -EAGAIN);
     }
-    if (!this.#settled) {
-      // The helper sends EXIT before it writes the record: it is waiting
-      // on the socket already.
-      this.conn.drain(true);
-    }
-    if (!this.#settled) {
-      // Not there (the socket is gone): settle from the 24 bytes.
-      const rec = new Float64Array(binding.recordSize);
-      rec.set(r.subarray(0, 4));
-      rec[4] = this.pid;
-      this.conn.forget(this);
-      this.deliver(rec, true);
-    }
+    // The helper writes the record, then sends EXIT (with the rusage): it
+    // is at most a moment away.
+    if (!this.#settled) this.conn.awaitExit(this, r);
     return this.#record;
   }
 

@@ -1,9 +1,13 @@
-// clonefd beside node:child_process, and the direct engine's honest limits
-// (SPEC §2): a child cloned with exit signal 0 raises no SIGCHLD as long as
-// it never execs; Linux resets the exit signal to SIGCHLD at exec.
+// clonefd beside node:child_process, and SIGCHLD engine by engine (SPEC §2).
+// The direct engine's honest limits: a child cloned with exit signal 0
+// raises no SIGCHLD as long as it never execs; Linux resets the exit signal
+// to SIGCHLD at exec. The helper engine's promise: the children are the
+// helper's, so this process gets no SIGCHLD for them at all, exec or not.
+// The SIGCHLD tests pin `engine:` and run for both engines in every
+// project; the child_process tests use the project's default engine.
 import * as cp from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLD_EXITED, spawn, type Subprocess } from '../src/index';
+import { CLD_EXITED, CLD_KILLED, spawn, type Engine, type Subprocess } from '../src/index';
 import { fdCount, openFds, sleep, waitFor, zombieChildren } from './helpers';
 
 let baseline = 0;
@@ -19,7 +23,11 @@ const macrotask = () => new Promise((r) => setImmediate(r));
 
 beforeAll(async () => {
   // Warm-up of both sides (libuv's signal pipe and SIGCHLD watcher for
-  // child_process, the addon for clonefd); the baseline is taken after.
+  // child_process, the addon for clonefd) and of both engines (the helper
+  // process and this environment's socket to it, kept for its life); the
+  // baseline is taken after.
+  await spawn('/bin/true', [], { stdio: 'ignore', engine: 'direct' }).exited;
+  await spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited;
   await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
   await new Promise((r) => cp.spawn('/bin/true', [], { stdio: 'ignore' }).on('exit', r));
   await sleep(50);
@@ -34,58 +42,82 @@ afterAll(async () => {
   expect(clean, fdReport()).toBe(true);
 });
 
-describe('the direct engine and SIGCHLD', () => {
-  // Counts SIGCHLD while `body` runs, plus a macrotask and ~100 ms after.
-  async function countSigchld(body: () => Promise<void>): Promise<number> {
-    let count = 0;
-    const onSigchld = () => count++;
-    process.on('SIGCHLD', onSigchld);
-    try {
-      await body();
-      await macrotask();
-      await sleep(100);
-      await macrotask();
-      return count;
-    } finally {
-      process.off('SIGCHLD', onSigchld);
-    }
+// Counts SIGCHLD while `body` runs, plus a macrotask and ~100 ms after.
+async function countSigchld(body: () => Promise<void>): Promise<number> {
+  let count = 0;
+  const onSigchld = () => count++;
+  process.on('SIGCHLD', onSigchld);
+  try {
+    await body();
+    await macrotask();
+    await sleep(100);
+    await macrotask();
+    return count;
+  } finally {
+    process.off('SIGCHLD', onSigchld);
   }
+}
 
-  it('children that never exec (exec fails: ENOENT) raise no SIGCHLD at all', async () => {
-    const errors: unknown[] = [];
-    const count = await countSigchld(async () => {
-      for (let i = 0; i < 20; i++) {
-        try {
-          spawn('/nonexistent/clonefd-coexist-test', [String(i)], { stdio: 'ignore' });
-          errors.push(new Error('spawn did not throw'));
-        } catch (err) {
-          errors.push(err);
+for (const engine of ['direct', 'helper'] as Engine[]) {
+  describe(`the ${engine} engine and SIGCHLD`, () => {
+    it('children that never exec (exec fails: ENOENT) raise no SIGCHLD at all', async () => {
+      const errors: unknown[] = [];
+      const count = await countSigchld(async () => {
+        for (let i = 0; i < 20; i++) {
+          try {
+            spawn('/nonexistent/clonefd-coexist-test', [String(i)], { stdio: 'ignore', engine });
+            errors.push(new Error('spawn did not throw'));
+          } catch (err) {
+            errors.push(err);
+          }
         }
-      }
+      });
+      expect(errors).toHaveLength(20);
+      for (const err of errors) expect(err).toMatchObject({ code: 'ENOENT', path: '/nonexistent/clonefd-coexist-test' });
+      expect(count, 'SIGCHLD for children that never exec').toBe(0);
+      // Each failed child was reaped inside spawn() (by this process or by the helper).
+      expect(zombieChildren()).toEqual([]);
     });
-    expect(errors).toHaveLength(20);
-    for (const err of errors) expect(err).toMatchObject({ code: 'ENOENT', path: '/nonexistent/clonefd-coexist-test' });
-    expect(count, 'SIGCHLD for children that never exec').toBe(0);
-    // Each failed child was reaped inside spawn().
-    expect(zombieChildren()).toEqual([]);
-  });
 
-  it('children that exec raise SIGCHLD (Linux resets the exit signal at exec): at least one', async () => {
-    let infos: { code: number; status: number }[] = [];
-    const count = await countSigchld(async () => {
-      const kids: Subprocess[] = [];
-      for (let i = 0; i < 20; i++) kids.push(spawn('/bin/true', [], { stdio: 'ignore' }));
-      infos = await Promise.all(kids.map((k) => k.exited));
+    if (engine === 'direct') {
+      it('children that exec raise SIGCHLD (Linux resets the exit signal at exec): at least one', async () => {
+        let infos: { code: number; status: number }[] = [];
+        const count = await countSigchld(async () => {
+          const kids: Subprocess[] = [];
+          for (let i = 0; i < 20; i++) kids.push(spawn('/bin/true', [], { stdio: 'ignore', engine }));
+          infos = await Promise.all(kids.map((k) => k.exited));
+        });
+        expect(infos.map((i) => [i.code, i.status])).toEqual(Array(20).fill([CLD_EXITED, 0]));
+        // Signals coalesce: never assert an exact number.
+        expect(count).toBeGreaterThanOrEqual(1);
+      });
+    } else {
+      it('children that exec (and exit, or are killed) raise no SIGCHLD here: they are the helper\'s; child_process still raises it', async () => {
+        let infos: { code: number; status: number }[] = [];
+        const count = await countSigchld(async () => {
+          const kids: Subprocess[] = [];
+          for (let i = 0; i < 20; i++) kids.push(spawn('/bin/true', [], { stdio: 'ignore', engine }));
+          const killed = spawn('sleep', ['30'], { stdio: 'ignore', engine });
+          killed.kill('SIGKILL');
+          kids.push(killed);
+          infos = await Promise.all(kids.map((k) => k.exited));
+        });
+        expect(infos.map((i) => [i.code, i.status])).toEqual([...Array(20).fill([CLD_EXITED, 0]), [CLD_KILLED, 9]]);
+        // "None at all" is exact: nothing to coalesce.
+        expect(count, 'SIGCHLD for helper-engine children').toBe(0);
+        // The counter works: a child_process child does raise it.
+        const control = await countSigchld(async () => {
+          await new Promise((r) => cp.spawn('/bin/true', [], { stdio: 'ignore' }).on('exit', r));
+        });
+        expect(control, 'SIGCHLD for a node:child_process child').toBeGreaterThanOrEqual(1);
+      });
+    }
+
+    it('the listener is gone afterwards', () => {
+      expect(process.listenerCount('SIGCHLD')).toBe(0);
     });
-    expect(infos.map((i) => [i.code, i.status])).toEqual(Array(20).fill([CLD_EXITED, 0]));
-    // Signals coalesce: never assert an exact number.
-    expect(count).toBeGreaterThanOrEqual(1);
   });
-
-  it('the listener is gone afterwards', () => {
-    expect(process.listenerCount('SIGCHLD')).toBe(0);
-  });
-});
+}
 
 describe('beside node:child_process', () => {
   it('interleaved concurrent spawns: every status and output right on both sides', async () => {

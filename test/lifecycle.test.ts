@@ -3,6 +3,14 @@
 // terminated mid-flight), ref/unref and the event loop, environment exit
 // with live children. Every child must be reaped exactly once and every fd
 // released, whatever the caller does with the handle.
+//
+// Runs in every engine's project and uses the project's default engine
+// (`defaultEngine`). Where the engines differ, the test says so:
+// - the user's `fd`: the pidfd itself (direct), or the record pipe's read
+//   end beside a separate user `pidfd` (helper);
+// - a worker torn down with live children: the direct engine hands them to
+//   the process-wide reaper thread (`reaperPending()`), the helper engine
+//   keeps them in the helper (the reaper then only holds the helper itself).
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -10,7 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binding } from '../src/binding';
 import { CLD_EXITED, CLD_KILLED, clonefd, spawn, type ClonefdInfo } from '../src/index';
-import { fdCount, liveChildren, openFds, pidfdCount, sleep, waitFor, zombieChildren } from './helpers';
+import { defaultEngine, fdCount, liveChildren, openFds, pidfdCount, sleep, waitFor, zombieChildren } from './helpers';
 
 const LIB = path.resolve(__dirname, '..', 'lib', 'index.js');
 
@@ -29,9 +37,39 @@ function isPidfd(fd: number): boolean {
   return fdTarget(fd)?.includes('pidfd') ?? false;
 }
 
+function isPipe(fd: number): boolean {
+  return fdTarget(fd)?.startsWith('pipe:') ?? false;
+}
+
 /** True while `pid` exists at all (running or zombie). */
 function procExists(pid: number): boolean {
   return existsSync(`/proc/${pid}`);
+}
+
+/** The parent pid of `pid` (from /proc/<pid>/stat), or -1 when it is gone. */
+function ppidOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * The user's fds of a handle, checked against the engine: with the direct
+ * engine `fd` is the pidfd; with the helper engine `fd` is the record
+ * pipe's read end and `pidfd` a separate pidfd.
+ */
+function expectUserFds(h: { fd: number; pidfd: number }, what: string): number[] {
+  expect(isPidfd(h.pidfd), `${what}: pidfd ${h.pidfd} is a pidfd`).toBe(true);
+  if (defaultEngine === 'direct') {
+    expect(h.fd, `${what}: direct engine, fd is the pidfd`).toBe(h.pidfd);
+    return [h.fd];
+  }
+  expect(isPipe(h.fd), `${what}: helper engine, fd ${h.fd} is the record pipe (${fdTarget(h.fd)})`).toBe(true);
+  expect(h.fd).not.toBe(h.pidfd);
+  return [h.fd, h.pidfd];
 }
 
 /** Fds opened since the baseline snapshot, for failure messages. */
@@ -45,7 +83,9 @@ let baselineFds = new Map<number, string>();
 
 beforeAll(async () => {
   // Warm-up: loads the addon, probes pidfds, lets libuv and vitest open
-  // whatever they open lazily; the baseline is taken after it.
+  // whatever they open lazily; the baseline is taken after it. With the
+  // helper engine this starts the helper and opens this environment's
+  // socket to it (one fd, kept for the environment's life).
   const warm = spawn('/bin/true', [], { stdio: 'ignore' });
   await warm.exited;
   const warmFd = clonefd('/bin/true', [], { stdio: 'ignore' });
@@ -53,7 +93,9 @@ beforeAll(async () => {
   warmFd.close();
   // The process-wide reaper opens its epoll fd once, at its first adoption,
   // and keeps it for the life of the process: start it now (a worker torn
-  // down with a live child) so that fd belongs to the baseline.
+  // down with a live child) so that fd belongs to the baseline. (With the
+  // helper engine the reaper adopted the helper itself above; the worker
+  // then warms up a worker's own connection to the helper.)
   const warmWorker = new Worker(
     `const { spawn } = require(${JSON.stringify(LIB)});
      const k = spawn('sleep', ['30'], { stdio: 'ignore' });
@@ -63,9 +105,10 @@ beforeAll(async () => {
   );
   const warmPid = await new Promise<number>((r) => warmWorker.once('message', r));
   await warmWorker.terminate();
-  // Still our unreaped child (the reaper holds it), so the pid is safe to signal.
+  // Still an unreaped child (of this process, held by the reaper, or of the
+  // helper, which keeps it), so the pid is safe to signal.
   process.kill(warmPid, 'SIGKILL');
-  await waitFor(() => binding.reaperPending() === 0 && !procExists(warmPid), 10_000);
+  await waitFor(() => (defaultEngine === 'helper' || binding.reaperPending() === 0) && !procExists(warmPid), 10_000);
   await sleep(50);
   globalThis.gc?.();
   baseline = fdCount();
@@ -122,16 +165,20 @@ describe('unreferenced handles', () => {
 describe('close() before exit', () => {
   it('releases the user fds at once; exited still settles, kill() still works, no zombie', async () => {
     const before = pidfdCount();
+    const fdsBefore = fdCount();
     const handles = [0, 1, 2].map(() => clonefd('sleep', ['0.3'], { stdio: 'ignore' }));
-    const userFds = handles.map((h) => h.fd);
-    for (const fd of userFds) expect(isPidfd(fd), `user fd ${fd} is a pidfd`).toBe(true);
+    // Direct: fd === pidfd. Helper: fd is the record pipe, pidfd separate.
+    const userFds = handles.flatMap((h, i) => expectUserFds(h, `handle ${i}`));
     // Each child: the user's pidfd plus the library's private one.
     expect(pidfdCount()).toBe(before + 6);
+    // Helper engine: plus the record pipe's read end (its write end is the helper's).
+    expect(fdCount(), 'fds per child').toBe(fdsBefore + (defaultEngine === 'direct' ? 6 : 9));
 
     for (const h of handles) h.close();
     // Synchronously: nothing could have reused the numbers yet.
     for (const fd of userFds) expect(fdTarget(fd), `user fd ${fd} after close()`).toBeNull();
     expect(pidfdCount(), 'only the private pidfds remain').toBe(before + 3);
+    expect(fdCount(), 'only the private pidfds remain').toBe(fdsBefore + 3);
     for (const h of handles) {
       expect(h.fd).toBe(-1);
       expect(h.pidfd).toBe(-1);
@@ -169,28 +216,42 @@ describe('fds the user never closes', () => {
       const make = () => {
         const eager = clonefd('/bin/true', [], { stdio: 'ignore' }); // opens fd/pidfd eagerly
         const lazy = spawn('/bin/true', [], { stdio: 'ignore' });
-        const lazyFd = lazy.pidfd; // opened on first access: now the user's
+        const lazyPidfd = lazy.pidfd; // opened on first access: now the user's (fd too)
         registry.register(eager, 0);
         registry.register(lazy, 1);
+        // Every user fd with its child: [fd, pid]. Direct: the pidfd only;
+        // helper: the record pipe and the pidfd.
+        const owned = [
+          ...expectUserFds(eager, 'eager clonefd()').map((fd) => [fd, eager.pid]),
+          ...expectUserFds({ fd: lazy.fd, pidfd: lazyPidfd }, 'lazy spawn()').map((fd) => [fd, lazy.pid]),
+        ];
         return {
-          fds: [eager.fd, lazyFd],
-          pids: [eager.pid, lazy.pid],
+          owned,
           exited: Promise.all([eager.exited, lazy.exited]),
         };
       };
-      const { fds, pids, exited } = make();
-      for (const fd of fds) expect(isPidfd(fd), `fd ${fd} is a pidfd`).toBe(true);
+      const { owned, exited } = make();
+      const targets = new Map(owned.map(([fd]) => [fd, fdTarget(fd)]));
+      const pidfds = owned.filter(([fd]) => isPidfd(fd)).length;
+      expect(pidfds, 'one user pidfd per handle').toBe(2);
+      expect(owned.length).toBe(defaultEngine === 'direct' ? 2 : 4);
       const infos = await exited;
       for (const info of infos) expect(info.exitCode).toBe(0);
       // Exited and reaped, but the user's fds are still open: nobody closed them.
-      for (const fd of fds) expect(isPidfd(fd), `fd ${fd} still open before GC`).toBe(true);
+      for (const [fd] of owned) expect(fdTarget(fd), `fd ${fd} still open before GC`).toBe(targets.get(fd));
       expect(pidfdCount()).toBe(before + 2);
 
+      // A pipe's target names its inode: closed once it no longer points there.
+      const released = (fd: number) => (targets.get(fd)!.startsWith('pipe:') ? fdTarget(fd) !== targets.get(fd) : true);
       const warned = (fd: number, pid: number) => warnings.some((w) => w.message.includes(`descriptor ${fd} `) && w.message.includes(`child ${pid}`));
-      const done = await waitFor(() => collected.size === 2 && fds.every((fd, i) => warned(fd, pids[i])) && pidfdCount() === before, 10_000);
+      const done = await waitFor(
+        () => collected.size === 2 && owned.every(([fd, pid]) => warned(fd, pid) && released(fd)) && pidfdCount() === before,
+        10_000,
+      );
       expect(collected.size, 'handles collected').toBe(2);
-      for (const [i, fd] of fds.entries()) expect(warned(fd, pids[i]), `warning for fd ${fd}: ${warnings.map((w) => w.message).join(' | ')}`).toBe(true);
+      for (const [fd, pid] of owned) expect(warned(fd, pid), `warning for fd ${fd}: ${warnings.map((w) => w.message).join(' | ')}`).toBe(true);
       expect(pidfdCount(), 'user pidfds closed by the finalizer').toBe(before);
+      for (const [fd] of owned) expect(released(fd), `user fd ${fd} (${targets.get(fd)}) closed by the finalizer`).toBe(true);
       expect(done).toBe(true);
     } finally {
       process.off('warning', onWarning);
@@ -268,45 +329,60 @@ describe('worker threads', () => {
     expect(stderr).toBe('');
   });
 
-  it('terminating a worker mid-flight hands its children to the reaper: all reaped, fds back', async () => {
+  it('terminating a worker mid-flight: its children are still reaped (direct: by the process-wide reaper; helper: by the helper), fds back', async () => {
     const pendingBefore = binding.reaperPending();
-    const src = `
-      const { parentPort } = require('node:worker_threads');
-      const { spawn } = require(${JSON.stringify(LIB)});
-      const kids = [spawn('sleep', ['2']), spawn('sleep', ['2'], { stdio: 'ignore' }), spawn('sleep', ['2'], { stdio: 'ignore' })];
-      kids[2].unref(); // unref'd children are handed over too
-      parentPort.postMessage({ pids: kids.map((k) => k.pid), at: Date.now() });
-      setInterval(() => {}, 1000); // stay busy until terminated
-    `;
-    const worker = new Worker(src, { eval: true });
-    const exited = new Promise<number>((r) => worker.on('exit', r));
-    const { pids, at } = await new Promise<{ pids: number[]; at: number }>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-    expect(pids).toHaveLength(3);
-    const live = liveChildren();
-    for (const pid of pids) expect(live, `child ${pid} running before terminate()`).toContain(pid);
+    const fdsBefore = openFds();
+    try {
+      const src = `
+        const { parentPort } = require('node:worker_threads');
+        const { spawn } = require(${JSON.stringify(LIB)});
+        const kids = [spawn('sleep', ['2']), spawn('sleep', ['2'], { stdio: 'ignore' }), spawn('sleep', ['2'], { stdio: 'ignore' })];
+        kids[2].unref(); // unref'd children are handed over too
+        parentPort.postMessage({ pids: kids.map((k) => k.pid), at: Date.now() });
+        setInterval(() => {}, 1000); // stay busy until terminated
+      `;
+      const worker = new Worker(src, { eval: true });
+      const exited = new Promise<number>((r) => worker.on('exit', r));
+      const { pids, at } = await new Promise<{ pids: number[]; at: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      expect(pids).toHaveLength(3);
+      const live = liveChildren();
+      for (const pid of pids) expect(live, `child ${pid} running before terminate()`).toContain(pid);
+      // Whose children they are: this process's (direct) or the helper's.
+      const parent = defaultEngine === 'direct' ? process.pid : binding.helperPid();
+      expect(parent).toBeGreaterThan(0);
+      for (const pid of pids) expect(ppidOf(pid), `parent of child ${pid}`).toBe(parent);
 
-    await worker.terminate();
-    expect(await exited).toBe(1);
-    // Still within the children's 2 s: they were live at teardown and are
-    // now held by the process-wide reaper (checked only when the VM was not
-    // so slow that they could have exited already).
-    if (Date.now() - at < 1500) {
-      expect(binding.reaperPending() - pendingBefore, 'children adopted by the reaper').toBe(3);
-      for (const pid of pids) expect(procExists(pid), `child ${pid} still running after terminate()`).toBe(true);
+      await worker.terminate();
+      expect(await exited).toBe(1);
+      // Still within the children's 2 s: they were live at teardown (checked
+      // only when the VM was not so slow that they could have exited already).
+      // Direct: now held by the process-wide reaper. Helper: the helper keeps
+      // them (no killWithParent: they run on) and the reaper gets none.
+      if (Date.now() - at < 1500) {
+        const adopted = binding.reaperPending() - pendingBefore;
+        if (defaultEngine === 'direct') expect(adopted, 'children adopted by the reaper').toBe(3);
+        else expect(adopted, 'children adopted by the reaper (the helper keeps them)').toBe(0);
+        for (const pid of pids) expect(procExists(pid), `child ${pid} still running after terminate()`).toBe(true);
+        if (defaultEngine === 'helper') for (const pid of pids) expect(ppidOf(pid), `child ${pid} still the helper's`).toBe(parent);
+      }
+
+      const gone = await waitFor(() => pids.every((pid) => !procExists(pid)), 10_000);
+      expect(
+        pids.filter((pid) => procExists(pid)),
+        'children left in /proc (zombies: ' + zombieChildren().join(',') + ')',
+      ).toEqual([]);
+      expect(gone).toBe(true);
+      for (const pid of pids) expect(zombieChildren()).not.toContain(pid);
+      expect(await waitFor(() => binding.reaperPending() === pendingBefore, 5_000), 'reaper drained').toBe(true);
+      expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport(baselineFds)).toBe(true);
+    } finally {
+      // Cleanup only, after the assertions: close pidfds the library left
+      // behind, so later tests measure their own fds.
+      for (const [n, target] of openFds()) if (target.includes('pidfd') && fdsBefore.get(n) !== target) closeSync(n);
     }
-
-    const gone = await waitFor(() => pids.every((pid) => !procExists(pid)), 10_000);
-    expect(
-      pids.filter((pid) => procExists(pid)),
-      'children left in /proc (zombies: ' + zombieChildren().join(',') + ')',
-    ).toEqual([]);
-    expect(gone).toBe(true);
-    for (const pid of pids) expect(zombieChildren()).not.toContain(pid);
-    expect(await waitFor(() => binding.reaperPending() === pendingBefore, 5_000), 'reaper drained').toBe(true);
-    expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport(baselineFds)).toBe(true);
   });
 
   it('terminating a worker that never closed its clonefd() handle releases that fd', async () => {
@@ -314,25 +390,33 @@ describe('worker threads', () => {
     const worker = new Worker(
       `const { clonefd } = require(${JSON.stringify(LIB)});
        const h = clonefd('sleep', ['0.3'], { stdio: 'ignore' });
-       require('node:worker_threads').parentPort.postMessage({ pid: h.pid, fd: h.fd });
+       require('node:worker_threads').parentPort.postMessage({ pid: h.pid, fd: h.fd, pidfd: h.pidfd });
        setInterval(() => {}, 1000);`,
       { eval: true },
     );
-    const { pid, fd } = await new Promise<{ pid: number; fd: number }>((resolve, reject) => {
+    const { pid, fd, pidfd } = await new Promise<{ pid: number; fd: number; pidfd: number }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
     });
-    expect(isPidfd(fd)).toBe(true);
+    // Direct: fd is the pidfd. Helper: fd is the record pipe, pidfd separate.
+    const userFds = expectUserFds({ fd, pidfd }, "the worker's handle");
+    const targets = new Map(userFds.map((n) => [n, fdTarget(n)]));
+    // Released: a pidfd number no longer names a pidfd; a pipe number no
+    // longer names that pipe (its target carries the inode).
+    const isReleased = (n: number) => (targets.get(n)!.startsWith('pipe:') ? fdTarget(n) !== targets.get(n) : !isPidfd(n));
     await worker.terminate();
     try {
       expect(await waitFor(() => !procExists(pid), 10_000), `child ${pid} reaped`).toBe(true);
-      const released = await waitFor(() => !isPidfd(fd) && fdCount() === baseline, 5_000);
-      expect(isPidfd(fd), `the worker's user fd ${fd} after the worker is gone`).toBe(false);
+      const released = await waitFor(() => userFds.every(isReleased) && fdCount() === baseline, 5_000);
+      for (const n of userFds) expect(isReleased(n), `the worker's user fd ${n} (${targets.get(n)}) after the worker is gone`).toBe(true);
       expect(released, fdReport(baselineFds)).toBe(true);
     } finally {
-      // Cleanup only, after the assertions: close pidfds the library left
-      // behind, so later tests measure their own fds.
-      for (const [n, target] of openFds()) if (target.includes('pidfd') && before.get(n) !== target) closeSync(n);
+      // Cleanup only, after the assertions: close pidfds and the record
+      // pipe the library left behind, so later tests measure their own fds.
+      for (const [n, target] of openFds()) {
+        if (before.get(n) === target) continue;
+        if (target.includes('pidfd') || (targets.get(n) === target && target.startsWith('pipe:'))) closeSync(n);
+      }
     }
   });
 
