@@ -17,5 +17,7 @@ for src in native/*.cc; do
   aarch64-linux-gnu-g++ -std=c++17 -fexceptions "${common[@]}" -c "$src" -o "$out/$(basename "$src").o"
 done
 # The trampoline must really be there, as aarch64 code.
-aarch64-linux-gnu-objdump -d "$out/spawn_vfork.c.o" | grep -q 'svc' || { echo "aarch64: no svc in spawn_vfork.o" >&2; exit 1; }
+# (Captured first: with pipefail, grep -q closing the pipe early would fail objdump.)
+disasm=$(aarch64-linux-gnu-objdump -d "$out/spawn_vfork.c.o")
+grep -q 'svc' <<<"$disasm" || { echo "aarch64: no svc in spawn_vfork.o" >&2; exit 1; }
 echo "aarch64 cross-compile: ok ($(ls "$out" | wc -l) objects)"
