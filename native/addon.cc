@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <ctime>
 #include <unordered_map>
 #include <vector>
 
@@ -1035,6 +1036,148 @@ Napi::Value RecoverExit(const Napi::CallbackInfo& info) {
   return Napi::Value(env, v);
 }
 
+// ---- synchronous spawns (clonefd/child_process spawnSync) ----------------
+
+// pipe() → [readEnd, writeEnd] | -errno, both CLOEXEC (the child's end is
+// placed by dup3 in the child, which clears the flag there only).
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
+  Napi::Array a = Napi::Array::New(env, 2);
+  a[0u] = Napi::Number::New(env, p[0]);
+  a[1u] = Napi::Number::New(env, p[1]);
+  return a;
+}
+
+// drainSync(readFds: Int32Array, writeFd, input: Buffer|null, exitFd,
+//           pidfd, timeoutMs, maxBuffer, killSignal) →
+//   { outputs: Buffer[], timedOut, overflow, error }
+// The loop of spawnSync: feeds input, collects every output pipe, and
+// returns once the child has exited (exitFd readable) and every pipe is at
+// EOF. On timeout or when an output passes maxBuffer, the child gets
+// killSignal once; after its exit, pipes still held open by its own
+// children are abandoned rather than waited for. Closes writeFd and the
+// read fds it was given.
+Napi::Value DrainSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Int32Array rfds = info[0].As<Napi::Int32Array>();
+  int wfd = info[1].As<Napi::Number>().Int32Value();
+  const char* input = nullptr;
+  size_t input_len = 0;
+  if (info[2].IsBuffer()) {
+    Napi::Buffer<char> b = info[2].As<Napi::Buffer<char>>();
+    input = b.Data();
+    input_len = b.Length();
+  }
+  int exit_fd = info[3].As<Napi::Number>().Int32Value();
+  int pidfd = info[4].As<Napi::Number>().Int32Value();
+  double timeout_ms = info[5].As<Napi::Number>().DoubleValue();
+  double max_buffer = info[6].As<Napi::Number>().DoubleValue();
+  int kill_signal = info[7].As<Napi::Number>().Int32Value();
+
+  size_t nr = rfds.ElementLength();
+  std::vector<int> fds(nr);
+  std::vector<std::string> out(nr);
+  for (size_t i = 0; i < nr; i++) fds[i] = rfds[i];
+  size_t written = 0;
+  bool exited = false, killed = false, timed_out = false, overflow = false;
+  int error = 0;
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  if (wfd >= 0 && input_len == 0) {
+    close(wfd);
+    wfd = -1;
+  }
+  if (wfd >= 0) fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+  auto kill_once = [&]() {
+    if (!killed) {
+      killed = true;
+      SYS4(__NR_pidfd_send_signal, pidfd, kill_signal, nullptr, 0);
+    }
+  };
+  for (;;) {
+    std::vector<struct pollfd> p;
+    std::vector<int> which;  // index into fds, -1 write, -2 exit
+    for (size_t i = 0; i < nr; i++)
+      if (fds[i] >= 0) {
+        p.push_back({fds[i], POLLIN, 0});
+        which.push_back(static_cast<int>(i));
+      }
+    if (wfd >= 0) {
+      p.push_back({wfd, POLLOUT, 0});
+      which.push_back(-1);
+    }
+    if (!exited) {
+      p.push_back({exit_fd, POLLIN, 0});
+      which.push_back(-2);
+    }
+    bool reading = false;
+    for (size_t i = 0; i < nr; i++) reading = reading || fds[i] >= 0;
+    // Done: exited and all output read. After a kill, output pipes held by
+    // grandchildren must not keep us here: once exited, stop reading.
+    if (exited && (!reading || killed)) break;
+    int wait = -1;
+    if (timeout_ms > 0 && !killed) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      double elapsed = (now.tv_sec - start.tv_sec) * 1e3 + (now.tv_nsec - start.tv_nsec) / 1e6;
+      if (elapsed >= timeout_ms) {
+        timed_out = true;
+        kill_once();
+        continue;
+      }
+      wait = static_cast<int>(timeout_ms - elapsed) + 1;
+    }
+    int n = poll(p.data(), p.size(), wait);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = errno;
+      kill_once();
+      break;
+    }
+    for (size_t k = 0; k < p.size(); k++) {
+      if (!p[k].revents) continue;
+      int w = which[k];
+      if (w == -2) {
+        exited = true;
+      } else if (w == -1) {
+        ssize_t m = write(wfd, input + written, input_len - written);
+        if (m > 0) written += static_cast<size_t>(m);
+        if ((m < 0 && errno != EAGAIN && errno != EINTR) || written == input_len) {
+          close(wfd);  // EPIPE: the child stopped reading; that is its business
+          wfd = -1;
+        }
+      } else {
+        char buf[65536];
+        ssize_t m = read(fds[w], buf, sizeof buf);
+        if (m > 0) {
+          out[w].append(buf, static_cast<size_t>(m));
+          if (max_buffer > 0 && static_cast<double>(out[w].size()) > max_buffer) {
+            out[w].resize(static_cast<size_t>(max_buffer));
+            overflow = true;
+            kill_once();
+          }
+        } else if (m == 0 || (errno != EAGAIN && errno != EINTR)) {
+          close(fds[w]);
+          fds[w] = -1;
+        }
+      }
+    }
+  }
+  if (wfd >= 0) close(wfd);
+  for (size_t i = 0; i < nr; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  Napi::Object result = Napi::Object::New(env);
+  Napi::Array outputs = Napi::Array::New(env, nr);
+  for (size_t i = 0; i < nr; i++) outputs[static_cast<uint32_t>(i)] = Napi::Buffer<char>::Copy(env, out[i].data(), out[i].size());
+  result["outputs"] = outputs;
+  result["timedOut"] = Napi::Boolean::New(env, timed_out);
+  result["overflow"] = Napi::Boolean::New(env, overflow);
+  result["error"] = Napi::Number::New(env, error);
+  return result;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EnvState* s = new EnvState();
   s->env = env;
@@ -1066,6 +1209,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["helperPid"] = Napi::Function::New(env, HelperPid, "helperPid");
   exports["helperSpawn"] = Napi::Function::New(env, HelperSpawn, "helperSpawn");
   exports["helperRecv"] = Napi::Function::New(env, HelperRecv, "helperRecv");
+  exports["pipe"] = Napi::Function::New(env, Pipe, "pipe");
+  exports["drainSync"] = Napi::Function::New(env, DrainSync, "drainSync");
   exports["execPipe"] = Napi::Function::New(env, ExecPipe, "execPipe");
   exports["waitExec"] = Napi::Function::New(env, WaitExec, "waitExec");
   exports["recordPipe"] = Napi::Function::New(env, RecordPipe, "recordPipe");

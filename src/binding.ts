@@ -56,6 +56,17 @@ export interface NativeBinding {
     execWriteFd: number,
   ): number;
   execPipe(): [number, number] | number;
+  pipe(): [number, number] | number;
+  drainSync(
+    readFds: Int32Array,
+    writeFd: number,
+    input: Buffer | null,
+    exitFd: number,
+    pidfd: number,
+    timeoutMs: number,
+    maxBuffer: number,
+    killSignal: number,
+  ): { outputs: Buffer[]; timedOut: boolean; overflow: boolean; error: number };
   waitExec(readEnd: number, out: Int32Array): number;
   helperRecv(sock: number, out: Float64Array, block: boolean): number;
   recordPipe(cloexec: boolean, nonblock: boolean): [number, number] | number;
