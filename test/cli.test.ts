@@ -1,0 +1,97 @@
+// The clonefd command: run (status passthrough, the record on stderr,
+// --json, --timeout/--kill-signal), demo (zero SIGCHLD), usage errors.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseDuration, parseRunArgs } from '../src/cli';
+
+const cli = path.resolve(__dirname, '..', 'lib', 'cli.js');
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000 });
+
+describe('clonefd run', () => {
+  it('passes the exit status through and prints the record to stderr', () => {
+    const r = run('run', '--', 'sh', '-c', 'echo out; exit 3');
+    expect(r.status).toBe(3);
+    expect(r.stdout).toBe('out\n');
+    expect(r.stderr).toMatch(/exited with 3/);
+    expect(r.stderr).toMatch(/clonefd_info: code 1, status 3, utime \d+, stime \d+/);
+    expect(r.stderr).toMatch(/rusage: user \d+\.\d{3}s/);
+  });
+
+  it('--json: one JSON object with the seed fields, rusage and the 24 bytes', () => {
+    const r = run('run', '--json', '--', 'sh', '-c', 'exit 7');
+    expect(r.status).toBe(7);
+    const obj = JSON.parse(r.stderr.trim());
+    expect(obj).toMatchObject({ code: 1, status: 7, exitCode: 7, signal: null });
+    expect(typeof obj.utime).toBe('number');
+    expect(obj.rusage.maxRSS).toBeGreaterThan(0);
+    expect(obj.clonefdInfo).toHaveLength(48);
+    expect(obj.clonefdInfo.slice(0, 16)).toBe('0100000007000000');
+  });
+
+  it('--timeout with --kill-signal: killed, exit status 128 + signal', () => {
+    const r = run('run', '--json', '--timeout', '200ms', '--kill-signal', 'KILL', '--', 'sleep', '10');
+    expect(r.status).toBe(128 + 9);
+    expect(JSON.parse(r.stderr.trim())).toMatchObject({ code: 2, status: 9, signal: 'SIGKILL' });
+  });
+
+  it('--timeout defaults to SIGTERM; works with the direct engine too', () => {
+    const r = run('run', '--timeout', '0.2', '--engine', 'direct', '--', 'sleep', '10');
+    expect(r.status).toBe(128 + 15);
+    expect(r.stderr).toMatch(/killed by SIGTERM/);
+  });
+
+  it('a program that cannot be found: 127 and the error', () => {
+    const r = run('run', '--', 'clonefd-no-such-program');
+    expect(r.status).toBe(127);
+    expect(r.stderr).toMatch(/ENOENT/);
+  });
+
+  it.each([
+    [['run', '--bogus', '--', 'true'], /unknown option: --bogus/],
+    [['run'], /missing command/],
+    [['run', '--'], /missing command/],
+    [['run', '--timeout'], /needs a value/],
+    [['run', '--timeout', 'soon', '--', 'true'], /invalid duration/],
+    [['run', '--kill-signal', 'SIGNOPE', '--', 'true'], /unknown signal/],
+    [['frobnicate'], /unknown command/],
+    [[], /missing command/],
+  ])('usage error %j: usage, exit 2', (args, message) => {
+    const r = run(...(args as string[]));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toMatch(/usage: clonefd run/);
+  });
+});
+
+describe('parsing', () => {
+  it('durations', () => {
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('2s')).toBe(2000);
+    expect(parseDuration('1.5m')).toBe(90_000);
+    expect(parseDuration('1h')).toBe(3_600_000);
+    expect(parseDuration('3')).toBe(3000);
+    for (const bad of ['', 'x', '-1s', '1d', '0']) expect(() => parseDuration(bad)).toThrow();
+  });
+
+  it('run arguments', () => {
+    expect(parseRunArgs(['--json', '--', 'ls', '-l'])).toMatchObject({ json: true, command: ['ls', '-l'] });
+    expect(parseRunArgs(['ls', '--json'])).toMatchObject({ json: false, command: ['ls', '--json'] });
+    expect(parseRunArgs(['--kill-signal', '9', 'x']).killSignal).toBe(9);
+    expect(parseRunArgs(['--kill-signal', 'SIGINT', 'x']).killSignal).toBe(2);
+  });
+});
+
+describe('clonefd demo', () => {
+  it('shows every child, and zero SIGCHLD next to child_process', () => {
+    const r = run('demo');
+    expect(r.status).toBe(0);
+    for (const label of ['exits 0', 'fails (exit 3)', 'burns 0.3 s of CPU', 'killed (SIGKILL)', 'times out (SIGTERM)', 'sleeps 0.7 s', 'fails to exec']) {
+      expect(r.stdout).toContain(label);
+    }
+    const m = /SIGCHLD received by this process: (\d+) with clonefd \(helper engine\), (\d+) with node:child_process/.exec(r.stdout);
+    expect(m).not.toBeNull();
+    expect(Number(m![1])).toBe(0);
+    expect(Number(m![2])).toBeGreaterThanOrEqual(1);
+  });
+});
