@@ -11,7 +11,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { binding } from './binding';
 import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from './constants';
@@ -74,6 +75,13 @@ function ipcUnsupported(what: string): Error {
   return err;
 }
 
+/** Node's error for an unknown string in a stdio array. */
+function syncForkInput(value: string): TypeError {
+  const err = new TypeError(`Asynchronous forks do not support Buffer, TypedArray, DataView or string input: ${value}`);
+  Object.defineProperty(err, 'code', { value: 'ERR_INVALID_SYNC_FORK_INPUT', enumerable: true, writable: true, configurable: true });
+  return err;
+}
+
 /** Node's rules for `(file, args?, options?)`, including `shell`. */
 function normalizeSpawnArguments(file: unknown, args: unknown, options: unknown) {
   if (typeof file !== 'string') throw invalidArgType('file', 'of type string', file);
@@ -101,8 +109,31 @@ function normalizeSpawnArguments(file: unknown, args: unknown, options: unknown)
   if (opts.argv0 !== undefined && opts.argv0 !== null && typeof opts.argv0 !== 'string') {
     throw invalidArgType('options.argv0', 'of type string', opts.argv0);
   }
+  for (const name of ['windowsHide', 'windowsVerbatimArguments', 'detached'] as const) {
+    const v = opts[name];
+    if (v !== undefined && v !== null && typeof v !== 'boolean') throw invalidArgType(`options.${name}`, 'of type boolean', v);
+  }
+  if (opts.serialization !== undefined && opts.serialization !== 'json' && opts.serialization !== 'advanced') {
+    throw invalidArgValue('options.serialization', opts.serialization, "must be one of: 'json', 'advanced'");
+  }
+  // libuv refuses negative ids with EINVAL, thrown as 'spawn EINVAL'.
+  for (const name of ['uid', 'gid'] as const) {
+    const v = opts[name];
+    if (typeof v === 'number' && Number.isInteger(v) && v < 0 && v >= -(2 ** 31)) throw new SystemError(22, 'spawn');
+  }
+  // Node reads env with for..in whatever it is (a string gives its indices).
+  if (opts.env !== undefined && opts.env !== null && typeof opts.env !== 'object') {
+    const copy: Record<string, string> = {};
+    for (const key in Object(opts.env)) copy[key] = Object(opts.env)[key];
+    opts.env = copy;
+  }
   const stdio = opts.stdio;
   if (stdio === 'ipc' as unknown || (Array.isArray(stdio) && stdio.includes('ipc' as StdioEntry))) throw ipcUnsupported("'ipc' in stdio");
+  if (Array.isArray(stdio)) {
+    for (const entry of stdio) {
+      if (typeof entry === 'string' && !['pipe', 'overlapped', 'ignore', 'inherit'].includes(entry)) throw syncForkInput(entry);
+    }
+  }
   let fileArgs = args as string[];
   let spawnfile = file;
   if (opts.shell) {
@@ -237,13 +268,20 @@ export class ChildProcess extends EventEmitter {
   }
 
   /** @internal A spawn that failed the way Node reports by an event. */
-  _fail(err: SystemError): void {
-    // As Node: no 'spawn', an 'error', then 'close' with the negative errno.
-    this.stdin = new PassThrough();
-    this.stdout = new PassThrough();
-    this.stderr = new PassThrough();
-    this.stdio = [this.stdin, this.stdout, this.stderr];
-    for (const s of this.stdio) (s as PassThrough).destroy();
+  _fail(err: SystemError, stdio: unknown): void {
+    // As Node: the 'pipe' slots still get sockets (whose other end is
+    // closed, so they end at once); no 'spawn', an 'error', then 'close'
+    // with the negative errno.
+    this.stdio = pipeSlots(stdio).map((isPipe, i) => {
+      if (!isPipe) return null;
+      const pair = binding.socketPair();
+      if (typeof pair === 'number') return null;
+      binding.closeFd(pair[1]);
+      return new Socket({ fd: pair[0], readable: i > 0 });
+    });
+    this.stdin = (this.stdio[0] as Writable | null) ?? null;
+    this.stdout = (this.stdio[1] as Readable | null) ?? null;
+    this.stderr = (this.stdio[2] as Readable | null) ?? null;
     this.#rejectExited(err);
     process.nextTick(() => {
       this.exitCode = err.errno;
@@ -286,13 +324,6 @@ export class ChildProcess extends EventEmitter {
     if (!this.killed) this.kill();
   }
 
-  disconnect(): void {
-    throw ipcUnsupported('disconnect()');
-  }
-
-  send(): boolean {
-    throw ipcUnsupported('send()');
-  }
 }
 
 /** `child_process.spawn(file, args?, options?)`. */
@@ -311,7 +342,7 @@ export function spawn(file: string, args?: readonly string[] | SpawnOptions, opt
   } catch (err) {
     const e = err as SystemError;
     if (e instanceof SystemError && ASYNC_SPAWN_ERRORS.has(e.code)) {
-      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs));
+      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs), opts.stdio);
       return child;
     }
     throw err;
@@ -340,12 +371,16 @@ export function spawn(file: string, args?: readonly string[] | SpawnOptions, opt
   return child;
 }
 
+/** Which stdio slots are pipes ('pipe' is the default), as Node counts them. */
+function pipeSlots(stdio: unknown): boolean[] {
+  const entries: unknown[] = typeof stdio === 'string' ? [stdio, stdio, stdio] : Array.isArray(stdio) ? [...stdio] : ['pipe', 'pipe', 'pipe'];
+  while (entries.length < 3) entries.push(undefined);
+  return entries.map((e, i) => e === 'pipe' || e === 'overlapped' || ((e === undefined || e === null) && i < 3));
+}
+
 function validateTimeout(timeout: unknown): void {
   if (timeout === undefined || timeout === null) return;
-  if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'of type number', timeout);
-  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 2 ** 31 - 1) {
-    throw outOfRange('options.timeout', Number.isInteger(timeout) ? '>= 0 && <= 2147483647' : 'an integer', timeout);
-  }
+  if (!(typeof timeout === 'number' && Number.isInteger(timeout) && timeout >= 0)) throw outOfRange('timeout', 'an unsigned integer', timeout);
 }
 
 function validateAbortSignal(signal: unknown, name: string): void {
@@ -381,18 +416,28 @@ export interface ExecError extends Error {
 
 /** `child_process.execFile(file, args?, options?, callback?)`. */
 export function execFile(file: string, ...rest: unknown[]): ChildProcess {
-  let args: string[] = [];
-  let options: ExecFileOptions = {};
-  let callback: ExecCallback | undefined;
-  let pos = 0;
-  if (Array.isArray(rest[pos])) args = rest[pos++] as string[];
-  else if (rest[pos] === null || rest[pos] === undefined) pos++;
-  if (rest[pos] !== null && typeof rest[pos] === 'object') options = rest[pos++] as ExecFileOptions;
-  else if (rest[pos] === null || rest[pos] === undefined) pos++;
-  if (typeof rest[pos] === 'function') callback = rest[pos++] as ExecCallback;
-  if (pos < rest.length && rest[pos] !== undefined && rest[pos] !== null) {
-    throw invalidArgValue('args', rest[pos]);
+  // Node's normalizeExecFileArgs.
+  let [args, options, callback] = rest as [unknown, unknown, unknown];
+  if (Array.isArray(args)) {
+    args = args.slice();
+  } else if (args !== null && args !== undefined && typeof args === 'object') {
+    callback = options;
+    options = args;
+    args = null;
+  } else if (typeof args === 'function') {
+    callback = args;
+    options = null;
+    args = null;
   }
+  if (args === null || args === undefined) args = [];
+  if (typeof options === 'function') callback = options;
+  else if (options !== null && options !== undefined && typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  if (options === null || options === undefined || typeof options === 'function') options = {};
+  if (callback !== null && callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'of type function', callback);
+  return execFileImpl(file, args as string[], options as ExecFileOptions, (callback ?? undefined) as ExecCallback | undefined);
+}
+
+function execFileImpl(file: string, args: string[], options: ExecFileOptions, callback: ExecCallback | undefined): ChildProcess {
   const opts: ExecFileOptions = { encoding: 'utf8', timeout: 0, maxBuffer: MAX_BUFFER, killSignal: 'SIGTERM', ...options };
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);

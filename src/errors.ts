@@ -55,10 +55,11 @@ export function unknownSignal(signal: unknown): TypeError {
 
 /** `ABORT_ERR`, as Node's `AbortError`. */
 export class AbortError extends Error {
-  readonly code = 'ABORT_ERR';
+  code = 'ABORT_ERR';
   constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
     super(message, options);
-    Object.defineProperty(this, 'name', { value: 'AbortError', enumerable: false, configurable: true, writable: true });
+    // An own, enumerable name, exactly as Node's AbortError has it.
+    this.name = 'AbortError';
   }
 }
 

@@ -106,7 +106,9 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const streams: (net.Socket | null)[] = [];
     try {
       for (const [i, plan] of req.stdio.entries()) {
-        streams.push(plan.type === 'pipe' ? new net.Socket({ fd: parentEnds[i], readable: plan.readable, writable: plan.writable }) : null);
+        // Node's shape: only `readable` is chosen (stdin not, the others
+        // yes); the sockets stay writable, as child_process's do.
+        streams.push(plan.type === 'pipe' ? new net.Socket({ fd: parentEnds[i], readable: i > 0 }) : null);
       }
       this.stdio = streams;
       if (params.flags !== undefined) this.#openUserFds();
