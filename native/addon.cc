@@ -11,6 +11,10 @@
 #include <string>
 #include <ctime>
 #include <unordered_map>
+
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
 #include <vector>
 
 #include <fcntl.h>
@@ -554,6 +558,9 @@ Napi::Value WatchFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EnvState* s = State(env);
   int fd = info[0].As<Napi::Number>().Int32Value();
+  // The watch owns it now (closed with it): not an owned fd any more, or a
+  // teardown would close it twice.
+  s->user_fds.erase(fd);
   Child* c = new Child();
   c->kind = kFd;
   c->state = s;
@@ -701,8 +708,10 @@ Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
   int memfd = -1;
   bool inline_payload = payload.size() <= CLONEFD_INLINE_PAYLOAD_MAX;
   if (!inline_payload) {
-    memfd = static_cast<int>(syscall(SYS_memfd_create, "clonefd-request", MFD_CLOEXEC));
+    memfd = static_cast<int>(syscall(SYS_memfd_create, "clonefd-request", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     ssize_t w = memfd < 0 ? -1 : write(memfd, payload.data(), payload.size());
+    // Sealed: what the helper reads is what was written.
+    if (w == static_cast<ssize_t>(payload.size())) fcntl(memfd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
     if (w != static_cast<ssize_t>(payload.size())) {
       int err = memfd < 0 || w < 0 ? errno : EIO;
       if (memfd >= 0) close(memfd);
@@ -901,13 +910,14 @@ Napi::Value ExecPipe(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// waitExec(readEnd, out: Int32Array[2]) → 0 (exec'd: EOF) | 1 (failed:
-// out = [errno, stage]) | -errno. Blocks until one of them is known.
+// waitExec(readEnd, out: Int32Array[3]) → 0 (exec'd) | 1 (failed) | -errno.
+// out = [pid (0 if the child never wrote it), errno, stage]. Blocks until
+// EOF: the child writes its pid, then {errno, stage} on failure.
 Napi::Value WaitExec(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::Int32Array out = info[1].As<Napi::Int32Array>();
-  int32_t rec[2];
+  int32_t rec[3] = {0, 0, 0};
   size_t got = 0;
   while (got < sizeof rec) {
     ssize_t n = read(fd, reinterpret_cast<char*>(rec) + got, sizeof rec - got);
@@ -916,10 +926,11 @@ Napi::Value WaitExec(const Napi::CallbackInfo& info) {
     if (n == 0) break;
     got += static_cast<size_t>(n);
   }
-  if (got == 0) return Napi::Number::New(env, 0);
-  if (got != sizeof rec) return Napi::Number::New(env, -EPROTO);
-  out[0] = rec[0];
+  out[0] = got >= sizeof(int32_t) ? rec[0] : 0;
   out[1] = rec[1];
+  out[2] = rec[2];
+  if (got == 0 || got == sizeof(int32_t)) return Napi::Number::New(env, 0);
+  if (got != sizeof rec) return Napi::Number::New(env, -EPROTO);
   return Napi::Number::New(env, 1);
 }
 
@@ -1005,6 +1016,32 @@ Napi::Value ReadRecord(const Napi::CallbackInfo& info) {
   a[2] = rec.utime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(rec.utime);
   a[3] = rec.stime == CLONEFD_TIME_UNKNOWN ? -1 : static_cast<double>(rec.stime);
   return a;
+}
+
+// killPid(pid, signal) → 0 | -errno, through a pidfd opened now: for a
+// child the helper made but could not announce before it died (it is
+// nobody's to reap from here; it only must not run on).
+Napi::Value KillPid(const Napi::CallbackInfo& info) {
+  long fd = SYS2(__NR_pidfd_open, info[0].As<Napi::Number>().Int32Value(), 0);
+  if (fd < 0) return Napi::Number::New(info.Env(), static_cast<double>(fd));
+  long r = SYS4(__NR_pidfd_send_signal, fd, info[1].As<Napi::Number>().Int32Value(), nullptr, 0);
+  close(static_cast<int>(fd));
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+// fdValid(fd) → true when fd is open (stdio numbers are checked before a
+// spawn allocates fds that could take a closed number's place).
+Napi::Value FdValid(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), fcntl(info[0].As<Napi::Number>().Int32Value(), F_GETFD) >= 0);
+}
+
+// waitReadable(fd) → 0 | -errno: blocks until fd polls readable.
+Napi::Value WaitReadable(const Napi::CallbackInfo& info) {
+  struct pollfd p = {info[0].As<Napi::Number>().Int32Value(), POLLIN, 0};
+  int n;
+  do n = poll(&p, 1, -1);
+  while (n < 0 && errno == EINTR);
+  return Napi::Number::New(info.Env(), n < 0 ? -errno : 0);
 }
 
 // killPidfd(pidfd, signal) → 0 | -errno.
@@ -1216,6 +1253,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["recordPipe"] = Napi::Function::New(env, RecordPipe, "recordPipe");
   exports["dupUserFd"] = Napi::Function::New(env, DupUserFd, "dupUserFd");
   exports["readRecord"] = Napi::Function::New(env, ReadRecord, "readRecord");
+  exports["killPid"] = Napi::Function::New(env, KillPid, "killPid");
+  exports["fdValid"] = Napi::Function::New(env, FdValid, "fdValid");
+  exports["waitReadable"] = Napi::Function::New(env, WaitReadable, "waitReadable");
   exports["killPidfd"] = Napi::Function::New(env, KillPidfd, "killPidfd");
   exports["recoverExit"] = Napi::Function::New(env, RecoverExit, "recoverExit");
   exports["messageSize"] = Napi::Number::New(env, kMsgSize);

@@ -56,6 +56,48 @@ static long cloexec_from(int from) {
   }
 }
 
+/* The helper's children: close (not just mark) every fd from `from` on,
+   except the two pipes that must live until exec. A child that has not
+   exec'd yet then holds no copy of a sibling's record pipe, which would
+   delay that sibling's EOF. */
+static long close_from_except(int from, int a, int b) {
+  int keep[2] = {a < b ? a : b, a < b ? b : a};
+  int lo = from;
+  for (int k = 0; k < 2; k++) {
+    if (keep[k] < from) continue;
+    if (keep[k] > lo) {
+      long r = SYS3(__NR_close_range, lo, keep[k] - 1, 0);
+      if (r == -ENOSYS || r == -EINVAL) goto walk;
+      if (r < 0) return r;
+    }
+    lo = keep[k] + 1;
+  }
+  {
+    long r = SYS3(__NR_close_range, lo, ~0U, 0);
+    if (r != -ENOSYS && r != -EINVAL) return r;
+  }
+walk:;
+  long dfd = SYS4(__NR_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (dfd < 0) return dfd;
+  char buf[2048] __attribute__((aligned(8)));
+  for (;;) {
+    long n = SYS3(__NR_getdents64, dfd, buf, sizeof buf);
+    if (n <= 0) {
+      SYS1(__NR_close, dfd);
+      return n;
+    }
+    for (long off = 0; off < n;) {
+      unsigned short reclen = *(unsigned short *)(buf + off + 16);
+      const char *name = buf + off + 19;
+      off += reclen;
+      if (name[0] < '0' || name[0] > '9') continue;
+      long fd = 0;
+      for (; *name >= '0' && *name <= '9'; name++) fd = fd * 10 + (*name - '0');
+      if (fd >= from && fd != dfd && fd != a && fd != b) SYS1(__NR_close, fd);
+    }
+  }
+}
+
 static int retry_next(long r) {
   /* execvp's rule: these mean "not here, try the next PATH entry". */
   return r == -ENOENT || r == -ENOTDIR || r == -ENODEV || r == -ETIMEDOUT || r == -ESTALE;
@@ -67,6 +109,13 @@ int clonefd_child_main(void *arg) {
   int fds[MAX_STDIO];
   long r;
 
+  if (p->err_fd >= 0) {
+    /* First word on the exec pipe: our pid. Whoever waits on the pipe can
+       then find (and stop) us even if the helper that made us dies before
+       it answers. */
+    int32_t pid = (int32_t)SYS0(__NR_getpid);
+    SYS3(__NR_write, p->err_fd, &pid, sizeof pid);
+  }
   if (p->pdeath_signal) {
     r = SYS2(__NR_prctl, PR_SET_PDEATHSIG, p->pdeath_signal);
     if (r < 0) fail(p, CLONEFD_STAGE_SIGNALS, r);
@@ -133,7 +182,8 @@ int clonefd_child_main(void *arg) {
       r = SYS3(__NR_dup3, src, i, 0);
     if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
   }
-  r = cloexec_from(n);
+  if (p->err_fd >= 0 || p->hold_fd >= 0) r = close_from_except(n, p->err_fd, p->hold_fd);
+  else r = cloexec_from(n);
   if (r < 0) fail(p, CLONEFD_STAGE_CLOSE, r);
 
   if (p->cwd) {

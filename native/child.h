@@ -44,8 +44,9 @@ struct clonefd_plan {
   const char *cwd; /* NULL: inherit; relative to cwd_fd when that is set */
   int cwd_fd;      /* -1, or a directory to start from (the helper gets Node's cwd this way) */
   int umask;       /* -1: inherit */
-  /* -1, or a CLOEXEC pipe to write {err, stage} (two int32) to on failure:
-     how a child without shared memory reports (the helper's children). */
+  /* -1, or a CLOEXEC pipe (the helper's children): the child writes its
+     pid (int32) first, then {err, stage} (two int32) if a step fails; EOF
+     after the pid alone means the exec happened. */
   int err_fd;
   /* -1, or a CLOEXEC fd the child just keeps open until exec: its owner
      learns from the EOF that the child no longer uses its memory. */

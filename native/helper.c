@@ -275,8 +275,15 @@ static void client_gone(struct client *c) {
 
 static void add_client(int fd) {
   struct client *c = calloc(1, sizeof *c);
-  if (!c || (nclients == cap_clients && !(cap_clients = cap_clients ? cap_clients * 2 : 8,
-                                          clients = realloc(clients, cap_clients * sizeof *clients)))) {
+  if (c && nclients == cap_clients) {
+    size_t cap = cap_clients ? cap_clients * 2 : 8;
+    struct client **grown = realloc(clients, cap * sizeof *clients);
+    if (grown) {
+      clients = grown;
+      cap_clients = cap;
+    }
+  }
+  if (!c || nclients == cap_clients) {
     free(c);
     close(fd);
     return;
@@ -287,8 +294,10 @@ static void add_client(int fd) {
 }
 
 /* Receives one message with its fds (CLOEXEC). Returns the byte count,
-   0 at EOF, or -errno. *nfds is set to the number of fds received. */
-static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds) {
+   0 at EOF, or -errno. *nfds is set to the number of fds received. A
+   message that did not fit (bytes, or fds: MSG_CTRUNC when our fd table is
+   full) loses its fds and sets *trunc to the errno to answer with. */
+static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds, int *trunc) {
   struct iovec iov = {buf, len};
   union {
     char buf[CMSG_SPACE(sizeof(int) * CLONEFD_MAX_FDS)];
@@ -304,6 +313,7 @@ static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds) {
   do n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
   *nfds = 0;
+  *trunc = 0;
   if (n < 0) return -errno;
   for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
     if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
@@ -315,11 +325,12 @@ static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds) {
       else close(f);
     }
   }
-  /* A truncated message or truncated fd list is malformed: drop it all. */
+  /* A truncated message or fd list cannot be served: drop its fds, and let
+     the caller answer (the header, with the id, is there). */
   if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
     close_fds(fds, *nfds);
     *nfds = 0;
-    return -EMSGSIZE;
+    *trunc = (mh.msg_flags & MSG_CTRUNC) ? EMFILE : EMSGSIZE;
   }
   return n;
 }
@@ -367,13 +378,20 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     if (nfds < 4 || len != sizeof req || req.payload_len == 0) goto bad;
     first_stdio = 4;
     if (fstat(fds[3], &st) < 0 || (uint64_t)st.st_size != req.payload_len) goto bad;
+    /* pread, never mmap: a sender that shrinks the memfd meanwhile gets a
+       short read and EPROTO, not our SIGBUS. */
+    err = ENOMEM;
+    if (!(mapped = malloc(req.payload_len))) goto bad;
     mapped_len = req.payload_len;
-    mapped = mmap(NULL, mapped_len, PROT_READ, MAP_PRIVATE, fds[3], 0);
-    if (mapped == MAP_FAILED) {
-      mapped = NULL;
-      err = ENOMEM;
-      goto bad;
+    size_t got = 0;
+    while (got < mapped_len) {
+      ssize_t r = pread(fds[3], (char *)mapped + got, mapped_len - got, (off_t)got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
     }
+    err = EPROTO;
+    if (got != mapped_len) goto bad;
     src = mapped;
   } else {
     if (len - sizeof req != req.payload_len) goto bad;
@@ -448,7 +466,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     close(hold[0]);
     free(ch);
     free_spawn_mem(m);
-    if (mapped) munmap(mapped, mapped_len);
+    free(mapped);
     close_fds(fds, nfds); /* our exec pipe copy too: Node sees EOF, then this */
     reply_spawned(c, id, 0, (int)-pid, CLONEFD_STAGE_CLONE, -1);
     return;
@@ -458,7 +476,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   int record = fds[0];
   fds[0] = -1;
   close_fds(fds, nfds);
-  if (mapped) munmap(mapped, mapped_len);
+  free(mapped);
   fcntl(record, F_SETFL, O_NONBLOCK); /* never block on one client's pipe */
   ch->mem = m;
   ch->hold = hold[0];
@@ -479,6 +497,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   }
   int theirs = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
   if (theirs < 0 || watch(pidfd, EPOLLIN, ch, TAG_PIDFD, EPOLL_CTL_ADD) < 0) {
+    int watch_err = errno ? errno : ENOMEM;
     /* We could never reap it: it must not run. Kill, reap, refuse. */
     SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
     siginfo_t si;
@@ -489,7 +508,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     release_mem(ch);
     close(pidfd);
     close(record);
-    reply_spawned(c, id, 0, theirs < 0 ? errno : ENOMEM, CLONEFD_STAGE_WATCH, -1);
+    reply_spawned(c, id, 0, watch_err, CLONEFD_STAGE_WATCH, -1);
     remove_child(ch);
     return;
   }
@@ -498,7 +517,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
 
 bad:
   free_spawn_mem(m);
-  if (mapped) munmap(mapped, mapped_len);
+  free(mapped);
   close_fds(fds, nfds);
   reply_spawned(c, id, 0, err, CLONEFD_STAGE_NONE, -1);
 }
@@ -580,6 +599,20 @@ static void on_exit_ready(struct child *ch) {
     close(ch->record);
     ch->record = -1;
     send_msg(ch->client, &msg, sizeof msg, -1);
+  } else {
+    /* The status could not be had (cannot happen for our own child, but
+       never leave Node waiting): EXIT with code 0 and the errno. */
+    struct {
+      struct clonefd_msg_header h;
+      struct clonefd_exit_msg e;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    header(&msg.h, CLONEFD_MSG_EXIT, ch->id);
+    msg.e.pid = ch->pid;
+    msg.e.code = 0;
+    msg.e.status = -r;
+    msg.e.utime = msg.e.stime = CLONEFD_TIME_UNKNOWN;
+    send_msg(ch->client, &msg, sizeof msg, -1);
   }
   if (ch->record >= 0) close(ch->record);
   remove_child(ch);
@@ -587,10 +620,10 @@ static void on_exit_ready(struct child *ch) {
 
 static void on_control(void) {
   struct clonefd_msg_header h;
-  int fds[CLONEFD_MAX_FDS], nfds;
-  ssize_t n = recv_msg(CLONEFD_HELPER_CONTROL_FD, &h, sizeof h, fds, &nfds);
+  int fds[CLONEFD_MAX_FDS], nfds, trunc;
+  ssize_t n = recv_msg(CLONEFD_HELPER_CONTROL_FD, &h, sizeof h, fds, &nfds, &trunc);
   if (n == -EAGAIN) return;
-  if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
+  if (n == 0 || n < 0) {
     /* Node closed the control channel (it exited, or replaced us after a
        credential change): no new clients; serve the ones we have. */
     control_open = 0;
@@ -598,7 +631,7 @@ static void on_control(void) {
     close(CLONEFD_HELPER_CONTROL_FD);
     return;
   }
-  if (n == (ssize_t)sizeof h && h.magic == CLONEFD_MAGIC && h.version == CLONEFD_PROTOCOL_VERSION &&
+  if (!trunc && n == (ssize_t)sizeof h && h.magic == CLONEFD_MAGIC && h.version == CLONEFD_PROTOCOL_VERSION &&
       h.type == CLONEFD_MSG_HELLO && nfds == 1) {
     add_client(fds[0]);
     return;
@@ -617,10 +650,10 @@ static void on_client(struct client *c, uint32_t events) {
   }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
   for (int budget = 0; budget < 64 && !c->dead; budget++) {
-    int fds[CLONEFD_MAX_FDS], nfds;
-    ssize_t n = recv_msg(c->fd, inbuf, sizeof inbuf, fds, &nfds);
+    int fds[CLONEFD_MAX_FDS], nfds, trunc;
+    ssize_t n = recv_msg(c->fd, inbuf, sizeof inbuf, fds, &nfds, &trunc);
     if (n == -EAGAIN) return;
-    if (n == 0 || (n < 0 && n != -EMSGSIZE)) {
+    if (n <= 0) {
       client_gone(c);
       return;
     }
@@ -630,6 +663,11 @@ static void on_client(struct client *c, uint32_t events) {
       continue; /* malformed, no id to answer: dropped */
     }
     memcpy(&h, inbuf, sizeof h);
+    if (trunc && h.magic == CLONEFD_MAGIC) {
+      /* Too big, or too many fds for our table: say so, or Node waits. */
+      reply_spawned(c, h.id, 0, trunc, CLONEFD_STAGE_NONE, -1);
+      continue;
+    }
     if (h.magic != CLONEFD_MAGIC || h.version != CLONEFD_PROTOCOL_VERSION || h.type != CLONEFD_MSG_SPAWN) {
       close_fds(fds, nfds);
       reply_spawned(c, h.id, 0, EPROTO, CLONEFD_STAGE_NONE, -1);

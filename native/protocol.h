@@ -58,9 +58,9 @@ struct clonefd_msg_header {
  * PAYLOAD_MEMFD, then the distinct stdio fds. stdio[i] indexes into the
  * passed fds (-1: /dev/null for i < 3, closed beyond).
  *
- * The exec pipe (CLOEXEC) goes to the child, which writes {errno, stage}
- * into it if anything before execve fails; its EOF means the exec
- * happened. Node waits on it directly, so the helper answers SPAWNED right
+ * The exec pipe (CLOEXEC) goes to the child, which writes its pid (int32)
+ * into it, then {errno, stage} if anything before execve fails; EOF after
+ * the pid alone means the exec happened. Node waits on it directly, so the helper answers SPAWNED right
  * after the clone and never waits for an exec itself.
  */
 struct clonefd_spawn_req {
@@ -84,7 +84,8 @@ struct clonefd_spawned {
   int32_t reserved;
 };
 
-/* EXIT: the seed's record plus what waitid gave. */
+/* EXIT: the seed's record plus what waitid gave. code 0: the status could
+   not be obtained, status is the errno. */
 struct clonefd_exit_msg {
   int32_t pid;
   int32_t code;

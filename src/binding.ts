@@ -73,6 +73,9 @@ export interface NativeBinding {
   dupUserFd(fd: number, cloexec: boolean, nonblock: boolean): number;
   readRecord(fd: number, block: boolean, exitFd: number): Float64Array | number;
   killPidfd(pidfd: number, signal: number): number;
+  killPid(pid: number, signal: number): number;
+  fdValid(fd: number): boolean;
+  waitReadable(fd: number): number;
   recoverExit(pidfd: number, pid: number): Float64Array | number;
   readonly messageSize: number;
   /** sysconf(_SC_CLK_TCK): the unit of utime/stime. */

@@ -46,7 +46,7 @@ const enum Msg {
 
 const msg = new Float64Array(binding.messageSize);
 const ensureOut = new Int32Array(2);
-const execOut = new Int32Array(2);
+const execOut = new Int32Array(3);
 /** The helper executable on disk: the fallback when the embedded copy can't run from a memfd. */
 const helperFile = path.join(path.dirname(bindingPath), 'clonefd-helper');
 
@@ -62,7 +62,9 @@ class Connection {
   #nextId = 1;
   #refs = 0;
   #closed = false;
-  #queued: Float64Array[] = [];
+  /** EXIT messages read while waiting for something else, by request id,
+   *  until dispatched (next tick, or at once by a read() that needs one). */
+  #queued = new Map<number, Float64Array>();
 
   constructor(readonly generation: number) {
     const fd = binding.helperConnect(generation);
@@ -116,7 +118,7 @@ class Connection {
       const type = binding.helperRecv(this.fd, msg, true);
       if (type === MsgType.Spawned && msg[Msg.Id] === id) break;
       if (type === MsgType.Exit) {
-        this.#queued.push(msg.slice());
+        this.#queue(msg);
         continue;
       }
       if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
@@ -124,6 +126,9 @@ class Connection {
         continue;
       }
       binding.closeFd(readEnd);
+      // The helper died before it could announce the child: if the child
+      // told us its pid, it must not run on as an orphan of this failure.
+      if (execOut[0] > 0) binding.killPid(execOut[0], 9);
       this.#scheduleQueued();
       this.lost();
       throw new SystemError(type === 0 ? ECONNRESET : -type, `spawn ${req.file}`, {
@@ -133,9 +138,9 @@ class Connection {
       });
     }
     this.#scheduleQueued();
-    const failed = execResult === 1 ? execOut[0] : execResult < 0 ? -execResult : msg[Msg.Err];
+    const failed = execResult === 1 ? execOut[1] : execResult < 0 ? -execResult : msg[Msg.Err];
     if (failed !== 0) {
-      const stage = execResult === 1 ? execOut[1] : msg[Msg.Stage];
+      const stage = execResult === 1 ? execOut[2] : msg[Msg.Stage];
       const pidfd = msg[Msg.Fd];
       binding.closeFd(readEnd);
       // A child was created if the helper sent its pidfd: it exits at once
@@ -180,7 +185,8 @@ class Connection {
    * the helper sends EXIT right after writing them). Exits of others are
    * queued. If the socket fails first, the 24 bytes settle the child.
    */
-  awaitExit(child: HelperChild, seed: Float64Array): void {
+  awaitExit(child: HelperChild, seed: Float64Array | null): void {
+    if (this.takeQueued(child)) return;
     let gone = false;
     while (this.children.has(child.id)) {
       if (this.#closed) {
@@ -190,7 +196,7 @@ class Connection {
       const type = binding.helperRecv(this.fd, msg, true);
       if (type === MsgType.Exit) {
         if (msg[Msg.Id] === child.id) this.#dispatch(msg, true);
-        else this.#queued.push(msg.slice());
+        else this.#queue(msg);
         continue;
       }
       if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
@@ -201,7 +207,7 @@ class Connection {
       break;
     }
     this.#scheduleQueued();
-    if (this.children.has(child.id)) {
+    if (seed && this.children.has(child.id)) {
       // The 24 bytes are all there is: the record without rusage.
       const rec = new Float64Array(binding.recordSize);
       rec.set(seed.subarray(0, 4));
@@ -218,7 +224,7 @@ class Connection {
       const type = binding.helperRecv(this.fd, msg, true);
       if (type === MsgType.Exit) {
         if (msg[Msg.Id] === id) break;
-        this.#queued.push(msg.slice());
+        this.#queue(msg);
         continue;
       }
       if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
@@ -232,20 +238,36 @@ class Connection {
     this.#scheduleQueued();
   }
 
+  #queue(m: Float64Array): void {
+    this.#queued.set(m[Msg.Id], m.slice());
+  }
+
   #scheduleQueued(): void {
-    if (this.#queued.length === 0) return;
-    const queued = this.#queued;
-    this.#queued = [];
+    if (this.#queued.size === 0) return;
     process.nextTick(() => {
-      for (const m of queued) this.#dispatch(m, false);
+      for (const [id, m] of [...this.#queued]) {
+        this.#queued.delete(id);
+        this.#dispatch(m, false);
+      }
     });
+  }
+
+  /** A queued EXIT for this child, dispatched now (inside a read()). */
+  takeQueued(child: HelperChild): boolean {
+    const m = this.#queued.get(child.id);
+    if (!m) return false;
+    this.#queued.delete(child.id);
+    this.#dispatch(m, true);
+    return true;
   }
 
   #dispatch(m: Float64Array, sync: boolean): void {
     const child = this.children.get(m[Msg.Id]);
     if (!child) return;
     this.forget(child);
-    child.deliver(m.slice(Msg.Record), sync);
+    const record = m.slice(Msg.Record);
+    // code 0: the helper could not obtain the status; status is its errno.
+    child.deliver(record[0] === 0 ? -record[1] : record, sync);
   }
 
   forget(child: HelperChild): void {
@@ -303,6 +325,8 @@ class HelperChild implements EngineChild {
   #consumed = false;
   #settled = false;
   #recovering: NativeChild | null = null;
+  /** Settled by Node's own recovery (the helper died), not by EXIT. */
+  #recovered = false;
   readonly #resource = new AsyncResource('CLONEFD_CHILD');
 
   constructor(
@@ -363,7 +387,14 @@ class HelperChild implements EngineChild {
   }
 
   ref(on: boolean): void {
-    if (!this.#settled) this.conn.setRef(this, on);
+    if (this.#settled) return;
+    if (this.#recovering) {
+      // The helper is gone: the recovery watch is what keeps the loop.
+      this.refed = on;
+      binding.ref(this.#recovering, on);
+    } else {
+      this.conn.setRef(this, on);
+    }
   }
 
   readContract(block: boolean): RawExit | null {
@@ -378,17 +409,27 @@ class HelperChild implements EngineChild {
     // writes it) or the pipe is at EOF: waiting for it cannot hang.
     const r = binding.readRecord(this.#recordFd, block || this.#settled, this.#pidfd);
     if (typeof r === 'number' && r < 0) return r;
-    this.#consumed = true;
     if (typeof r === 'number') {
-      // EOF. With the helper alive, someone read the record with read(2)
-      // first. With the helper dead, its pipe closed without a record:
-      // the record recovered here is the contract's answer.
-      if (!this.conn.closed) return null;
-      if (!this.#settled) this.#tryRecover(true);
-      return this.#record ?? (this.#settled ? -ECHILD : -EAGAIN);
+      // EOF, no record in the pipe. Was it read by someone else, or did
+      // the helper die without writing it? The socket tells: the EXIT
+      // message (then a raw read(2) took the record) or its EOF.
+      if (!this.#settled && !this.conn.closed) this.conn.awaitExit(this, null);
+      if (this.#settled && !this.#recovered) {
+        this.#consumed = true;
+        return null;
+      }
+      // The helper died: the record is recovered here (SPEC §5).
+      if (!this.#settled && !this.#tryRecover(true)) {
+        if (!block) return -EAGAIN; // still running: nothing consumed
+        binding.waitReadable(this.#pidfd);
+        this.#tryRecover(true);
+      }
+      this.#consumed = true;
+      return this.#record ?? -ECHILD;
     }
     // The helper writes the record, then sends EXIT (with the rusage): it
     // is at most a moment away.
+    this.#consumed = true;
     if (!this.#settled) this.conn.awaitExit(this, r);
     return this.#record;
   }
@@ -419,6 +460,7 @@ class HelperChild implements EngineChild {
     if (this.#settled) return true;
     const r = binding.recoverExit(this.#pidfd, this.pid);
     if (r === -EAGAIN) return false;
+    this.#recovered = true;
     this.conn.forget(this);
     this.deliver(r, sync);
     return true;

@@ -297,6 +297,13 @@ function flushStdio(stdio: (net.Socket | null)[]): void {
 }
 
 function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] } {
+  // A closed fd number must fail now: any fd the spawn opens next (a pipe,
+  // /dev/null in the child) could take that number and be passed instead.
+  req.stdio.forEach((plan, i) => {
+    if (plan.type === 'fd' && !binding.fdValid(plan.fd)) {
+      throw new SystemError(9, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: `stdio[${i}] is fd ${plan.fd}, which is not open` });
+    }
+  });
   const fds = new Int32Array(req.stdio.length).fill(-1);
   const parentEnds: number[] = new Array(req.stdio.length).fill(-1);
   try {

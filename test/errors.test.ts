@@ -83,6 +83,16 @@ describe('exec errors are SystemErrors, and leave nothing behind', () => {
     nothingLeft();
   });
 
+  it('a just-closed fd number in stdio is EBADF, never some other fd that took its place', async () => {
+    const { openSync, closeSync } = await import('node:fs');
+    const fd = openSync('/dev/null', 'r');
+    closeSync(fd);
+    expect(() => spawn('/bin/true', [], { stdio: ['ignore', 'ignore', 'ignore', fd] })).toThrow(
+      expect.objectContaining({ code: 'EBADF', message: expect.stringContaining(`fd ${fd}`) }),
+    );
+    nothingLeft();
+  });
+
   it('many failures in a row leak nothing', () => {
     for (let i = 0; i < 200; i++) expect(() => spawn('/nonexistent', [], { stdio: 'pipe' })).toThrow();
     nothingLeft();

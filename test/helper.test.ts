@@ -8,7 +8,7 @@
 // Every spawn here pins `engine: 'helper'` (the positive control of the
 // theft test pins 'direct'), so the file means the same in any project.
 import * as cp from 'node:child_process';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync , spawnSync as spawnSyncCp } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, readFileSync, readlinkSync, readSync, rmSync } from 'node:fs';
 import { endianness, release, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -742,5 +742,95 @@ describe('the helper process', () => {
       for (const h of all) h.close();
     }
     expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport()).toBe(true);
+  });
+});
+
+describe('review regressions', () => {
+  const lib = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'));
+  const bindingLib = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'binding.js'));
+  const runNode = (script: string, timeout = 20_000) => {
+    const r = spawnSyncCp(process.execPath, ['-e', script], { encoding: 'utf8', timeout });
+    return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it("read() of a child whose EXIT another spawn already took off the socket returns at once", () => {
+    const r = runNode(`
+      const { spawn } = require(${lib});
+      const a = spawn('true', [], { stdio: 'ignore' });
+      const t = Date.now(); while (Date.now() - t < 300); // a exits; its EXIT waits in the socket
+      const b = spawn('sleep', ['0.2'], { stdio: 'ignore' }); // b's spawn reads (and queues) a's EXIT
+      const info = a.read();
+      console.log(info.exitCode, info.rusage !== null);`);
+    expect(r.signal).toBeNull();
+    expect(r.stdout).toBe('0 true\n');
+  });
+
+  it('a spawn whose fds do not fit in the helper fd table fails with EMFILE instead of waiting forever', () => {
+    const r = spawnSyncCp('sh', ['-c', `ulimit -n 100; exec "${process.execPath}" -e "$0"`, `
+      const { clonefd } = require(${lib});
+      const fs = require('fs');
+      const extra = [...Array(5)].map(() => fs.openSync('/dev/null', 'r'));
+      for (let i = 0; i < 200; i++) {
+        try { clonefd('sleep', ['5'], { stdio: 'ignore' }).close(); } catch (e) { break; }
+      }
+      try { clonefd('true', [], { stdio: ['ignore', 'ignore', 'ignore', ...extra] }); console.log('spawned'); }
+      catch (e) { console.log(e.code); }
+      process.exit(0);`], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal).toBeNull();
+    expect(r.stdout.trim()).toMatch(/^(EMFILE|spawned)$/);
+  });
+
+  it('after the helper died: read() of a running child is EAGAIN (nothing consumed), then the recovered record', () => {
+    const r = runNode(`
+      const { clonefd, O_CLOEXEC, O_NONBLOCK } = require(${lib});
+      const { binding } = require(${bindingLib});
+      const h = clonefd('sleep', ['0.5'], { stdio: 'ignore', flags: O_CLOEXEC | O_NONBLOCK });
+      process.kill(binding.helperPid(), 'SIGKILL');
+      setTimeout(() => {
+        let first;
+        try { first = h.read(); } catch (e) { first = e.code; }
+        h.exited.then((info) => {
+          const second = h.read();
+          console.log(first, info.exitCode, second && second.exitCode, h.read());
+        });
+      }, 200);`);
+    expect(r.signal).toBeNull();
+    expect(r.stdout).toBe('EAGAIN 0 0 null\n');
+  });
+
+  it('unref() after the helper died lets the process exit', () => {
+    const r = runNode(`
+      const { spawn } = require(${lib});
+      const { binding } = require(${bindingLib});
+      const t0 = Date.now();
+      const c = spawn('sleep', ['4'], { stdio: 'ignore' });
+      process.kill(binding.helperPid(), 'SIGKILL');
+      setTimeout(() => c.unref(), 200);
+      process.on('exit', () => { console.log(Date.now() - t0 < 3000 ? 'quick' : 'slow'); try { process.kill(c.pid, 'SIGKILL'); } catch {} });`);
+    expect(r.stdout).toBe('quick\n');
+  });
+
+  it("a sibling's record pipe is not held by a child that has not exec'd yet", () => {
+    // 20 children spawned back to back from two environments: every raw
+    // read after the record gets EOF at once (no sibling copy of the write
+    // end keeps it open).
+    const r = runNode(`
+      const { clonefd, O_CLOEXEC, O_NONBLOCK } = require(${lib});
+      const { Worker } = require('worker_threads');
+      const fs = require('fs');
+      const w = new Worker("const { spawn } = require(${lib.replace(/"/g, '\\"')}); for (let i = 0; i < 200; i++) spawn('/bin/true', [], { stdio: 'ignore' });", { eval: true });
+      const hs = [...Array(20)].map(() => clonefd('/bin/true', [], { stdio: 'ignore', flags: O_CLOEXEC | O_NONBLOCK }));
+      Promise.all(hs.map((h) => h.exited)).then(() => {
+        let eof = 0;
+        const b = Buffer.alloc(64);
+        for (const h of hs) {
+          const n1 = fs.readSync(h.fd, b, 0, 64, null);
+          try { if (n1 === 24 && fs.readSync(h.fd, b, 0, 64, null) === 0) eof++; } catch (e) {}
+          h.close();
+        }
+        console.log(eof);
+        w.terminate();
+      });`);
+    expect(r.stdout).toBe('20\n');
   });
 });
