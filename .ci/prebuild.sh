@@ -21,7 +21,7 @@ cp -R "$src/." "$work/"
 cd "$work"
 rm -rf node_modules build prebuilds
 npm ci --no-audit --no-fund
-npm run prebuildify
+npm run prebuild
 # The prebuild alone (PREBUILDS_ONLY: never build/Release): the smoke suite,
 # and the package packed and installed from its tarball.
 PREBUILDS_ONLY=1 npx vitest run --project helper test/smoke.test.ts test/pack.test.ts

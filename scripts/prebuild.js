@@ -1,16 +1,17 @@
 #!/usr/bin/env node
-// `npm run prebuildify`: prebuildify for this platform (the flags come from
+// `npm run prebuild`: prebuildify for this platform (the flags come from
 // package.json: --napi --strip --tag-libc), then the helper executable is
-// put next to the addon: prebuilds/<platform>-<arch>/clonefd-helper.
-// prebuildify copies only .node files, and the addon falls back to the
-// `clonefd-helper` file in its own directory where its embedded copy can't
-// run from a memfd (src/helper.ts).
+// put next to the addon: prebuilds/<platform>-<arch>/clonefd-helper.<libc>
+// beside clonefd.<libc>.node. prebuildify copies only .node files, and the
+// addon falls back to that file where its embedded copy can't run from a
+// memfd (src/helper.ts helperFileFor). The libc in the name lets one folder
+// hold the glibc and the musl build.
 //
 // One N-API build serves every Node version; it is built against the
 // headers of the Node that runs this script (its own include/ directory
 // when npm_config_nodedir is not set), so nothing is downloaded.
-// (The npm script is not called `prebuild`: npm would run that as a hook
-// before every `npm run build`.)
+// (There is no `build` script, only `compile`: npm would run `prebuild` as
+// a hook before it.)
 // usage: node scripts/prebuild.js [prebuildify flags...]
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -48,8 +49,19 @@ if (machines[arch] !== undefined && machine !== machines[arch]) {
   console.error(`prebuild: ${helper} is not an ${arch} executable (ELF machine ${machine})`);
   process.exit(1);
 }
-const dest = path.join(dir, 'clonefd-helper');
 fs.mkdirSync(dir, { recursive: true });
+// The libc tag of the addon prebuildify just wrote (--tag-libc).
+const addon = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.node'))
+  .map((f) => ({ f, t: fs.statSync(path.join(dir, f)).mtimeMs }))
+  .sort((a, b) => b.t - a.t)[0];
+const libc = addon && /\.(glibc|musl)\.node$/.exec(addon.f);
+if (!libc) {
+  console.error(`prebuild: no libc-tagged addon in ${dir} (run with --tag-libc)`);
+  process.exit(1);
+}
+const dest = path.join(dir, `clonefd-helper.${libc[1]}`);
 fs.copyFileSync(helper, dest);
 fs.chmodSync(dest, 0o755);
 console.log(`prebuild: ${path.relative(root, dir)}: ${fs.readdirSync(dir).sort().join(', ')}`);

@@ -47,8 +47,17 @@ const enum Msg {
 const msg = new Float64Array(binding.messageSize);
 const ensureOut = new Int32Array(2);
 const execOut = new Int32Array(3);
-/** The helper executable on disk: the fallback when the embedded copy can't run from a memfd. */
-const helperFile = path.join(path.dirname(bindingPath), 'clonefd-helper');
+/**
+ * The helper executable on disk: the fallback when the embedded copy can't
+ * run from a memfd. Next to the addon: `clonefd-helper` in a source build,
+ * `clonefd-helper.<libc>` beside a prebuild's `<name>.<libc>.node` (one
+ * folder per arch holds both the glibc and the musl build).
+ */
+export function helperFileFor(addon: string): string {
+  const libc = /\.(glibc|musl)\.node$/.exec(addon);
+  return path.join(path.dirname(addon), libc ? `clonefd-helper.${libc[1]}` : 'clonefd-helper');
+}
+const helperFile = helperFileFor(bindingPath);
 
 /**
  * One environment's socket to one helper generation. A new generation

@@ -3,7 +3,7 @@
 // node-gyp-build must find the prebuild and never compiles), then used
 // through require('clonefd'), import('clonefd'), 'clonefd/child_process',
 // the bin and TypeScript. The prebuild comes from prebuilds/ when it is
-// newer than the native sources, else `npm run prebuildify` runs in a
+// newer than the native sources, else `npm run prebuild` runs in a
 // scratch copy of the package (never in this checkout, whose build/ the
 // other test files are using) and the result is kept in prebuilds/.
 import { execFile, spawnSync, type SpawnSyncOptions } from 'node:child_process';
@@ -16,6 +16,7 @@ const root = path.resolve(__dirname, '..');
 const tuple = `${process.platform}-${process.arch}`;
 const libc = existsSync('/etc/alpine-release') ? 'musl' : 'glibc';
 const addonName = `clonefd.${libc}.node`;
+const helperName = `clonefd-helper.${libc}`;
 const prebuilt = path.join(root, 'prebuilds', tuple);
 
 function run(cmd: string, args: string[], options: SpawnSyncOptions & { what: string }) {
@@ -35,12 +36,12 @@ function sourcesMtime(): number {
 }
 
 function prebuildFresh(): boolean {
-  const files = [path.join(prebuilt, addonName), path.join(prebuilt, 'clonefd-helper')];
+  const files = [path.join(prebuilt, addonName), path.join(prebuilt, helperName)];
   if (!files.every((f) => existsSync(f))) return false;
   return Math.min(...files.map((f) => statSync(f).mtimeMs)) >= sourcesMtime();
 }
 
-/** `npm run prebuildify` in a scratch copy; its prebuilds/<platform-arch> replaces ours. */
+/** `npm run prebuild` in a scratch copy; its prebuilds/<platform-arch> replaces ours. */
 function buildPrebuild(scratch: string): void {
   // Stamped with the time the sources were copied: an edit during the build leaves it stale.
   const copied = new Date();
@@ -48,7 +49,7 @@ function buildPrebuild(scratch: string): void {
   mkdirSync(dir);
   for (const entry of ['package.json', 'binding.gyp', 'native', 'scripts']) cpSync(path.join(root, entry), path.join(dir, entry), { recursive: true });
   symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
-  run('npm', ['run', 'prebuildify'], { cwd: dir, what: 'npm run prebuildify', timeout: 240_000 });
+  run('npm', ['run', 'prebuild'], { cwd: dir, what: 'npm run prebuild', timeout: 240_000 });
   mkdirSync(prebuilt, { recursive: true });
   for (const name of readdirSync(path.join(dir, 'prebuilds', tuple))) {
     copyFileSync(path.join(dir, 'prebuilds', tuple, name), path.join(prebuilt, name));
@@ -196,7 +197,7 @@ describe('the packed package, installed from its tarball', () => {
     expect(stderr).toBe('');
     return JSON.parse(stdout);
   };
-  const packagedHelper = () => path.join(pkgDir, 'prebuilds', tuple, 'clonefd-helper');
+  const packagedHelper = () => path.join(pkgDir, 'prebuilds', tuple, helperName);
   /** The helper started from the package: its embedded copy in a memfd, or the packaged file. */
   const expectPackagedHelper = (exe: string) => {
     if (!exe.startsWith('/memfd:clonefd-helper')) expect(exe).toBe(packagedHelper());
@@ -212,7 +213,7 @@ describe('the packed package, installed from its tarball', () => {
     expect(gypSources.length).toBeGreaterThan(0);
     for (const p of gypSources) expect(paths).toContain(p);
     expect(paths).toContain(`prebuilds/${tuple}/${addonName}`);
-    const helper = packed.find((f) => f.path === `prebuilds/${tuple}/clonefd-helper`);
+    const helper = packed.find((f) => f.path === `prebuilds/${tuple}/${helperName}`);
     expect(helper, 'the helper executable next to the addon').toBeDefined();
     expect(helper!.mode & 0o111).toBe(0o111);
     const unexpected = paths.filter((p) => !/^(package\.json|README\.md|LICENSE|binding\.gyp|lib\/[^/]+\.(js|d\.ts)|native\/[^/]+|prebuilds\/[^/]+\/[^/]+)$/.test(p));
