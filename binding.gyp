@@ -15,7 +15,7 @@
       # first, then embedded into the addon.
       "target_name": "clonefd-helper",
       "type": "executable",
-      "sources": ["native/helper.c", "native/child.c", "native/spawn_vfork.c", "native/reap.c"],
+      "sources": ["native/helper.c", "native/child.c", "native/spawn_vfork.c", "native/reap.c", "native/fdpass.c"],
       "ldflags": ["-s"]
     },
     {
@@ -42,6 +42,7 @@
         "native/reap.c",
         "native/reaper.c",
         "native/helper_start.c",
+        "native/fdpass.c",
         "<(SHARED_INTERMEDIATE_DIR)/clonefd_helper_blob.c"
       ],
       "conditions": [

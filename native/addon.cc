@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "fdpass.h"
 #include "helper_start.h"
 #include "protocol.h"
 #include "reap.h"
@@ -502,16 +503,20 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r < 0 && errno != EINTR ? -errno : 0);
 }
 
+Napi::Value FdPair(Napi::Env env, int a, int b) {
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair[0u] = Napi::Number::New(env, a);
+  pair[1u] = Napi::Number::New(env, b);
+  return pair;
+}
+
 // socketpair() → [parentEnd, childEnd] | -errno. Both CLOEXEC: the child's
 // end is placed by dup3 in the child, which clears the flag there only.
 Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return Napi::Number::New(env, -errno);
-  Napi::Array a = Napi::Array::New(env, 2);
-  a[0u] = Napi::Number::New(env, sv[0]);
-  a[1u] = Napi::Number::New(env, sv[1]);
-  return a;
+  return FdPair(env, sv[0], sv[1]);
 }
 
 // fdFlags(fd) → [F_GETFD, F_GETFL] | -errno (used to honour and test flags).
@@ -751,40 +756,18 @@ Napi::Value HelperSpawn(const Napi::CallbackInfo& info) {
   h.type = CLONEFD_MSG_SPAWN;
   h.id = id;
   struct iovec iov[3] = {{&h, sizeof h}, {&req, sizeof req}, {const_cast<char*>(payload.data()), payload.size()}};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * CLONEFD_MAX_FDS)];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = iov;
-  mh.msg_iovlen = inline_payload ? 3 : 2;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-  struct cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-  memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-  ssize_t n;
   // Waits while the socket is full: the environment socket is ours alone
-  // and the helper drains it promptly. MSG_NOSIGNAL: a dead helper is EPIPE,
-  // not SIGPIPE.
+  // and the helper drains it promptly. A dead helper is EPIPE, not SIGPIPE.
+  ssize_t n;
   for (;;) {
-    n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n >= 0 || errno == EINTR) {
-      if (n >= 0) break;
-      continue;
-    }
-    if (errno != EAGAIN && errno != ENOBUFS) break;
+    n = clonefd_send_fds(sock, iov, inline_payload ? 3 : 2, fds, nfds, MSG_DONTWAIT);
+    if (n != -EAGAIN && n != -ENOBUFS) break;
     struct pollfd p = {sock, POLLOUT, 0};
     if (poll(&p, 1, -1) < 0 && errno != EINTR) break;
   }
-  int err = n < 0 ? errno : 0;
   close(cwdfd);
   if (memfd >= 0) close(memfd);
-  return Napi::Number::New(env, -err);
+  return Napi::Number::New(env, n < 0 ? static_cast<double>(n) : 0);
 }
 
 // Slots of a received message (src/helper.ts mirrors them).
@@ -808,48 +791,23 @@ Napi::Value HelperRecv(const Napi::CallbackInfo& info) {
       clonefd_exit_msg exit;
     } body;
   } msg;
-  struct iovec iov = {&msg, sizeof msg};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 4)];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
+  int fds[4];
+  int nfds = 0, trunc = 0;
   ssize_t n;
   for (;;) {
     // libuv made the socket non-blocking (uv_poll_init): wait with poll.
-    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n >= 0 || errno == EINTR) {
-      if (n >= 0) break;
-      continue;
-    }
-    if (errno != EAGAIN || !block) break;
+    n = clonefd_recv_fds(sock, &msg, sizeof msg, fds, 4, &nfds, MSG_DONTWAIT, &trunc);
+    if (n != -EAGAIN || !block) break;
     struct pollfd p = {sock, POLLIN, 0};
     if (poll(&p, 1, -1) < 0 && errno != EINTR) break;
   }
-  if (n < 0) return Napi::Number::New(env, -errno);
+  if (n < 0) return Napi::Number::New(env, static_cast<double>(n));
   if (n == 0) return Napi::Number::New(env, 0);
-  int fds[4];
-  int nfds = 0;
-  for (struct cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    int k = static_cast<int>((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < k; i++) {
-      int f;
-      memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
-      if (nfds < 4) fds[nfds++] = f;
-      else close(f);
-    }
-  }
   auto reject = [&]() {
     for (int i = 0; i < nfds; i++) close(fds[i]);
     return Napi::Number::New(env, -EPROTO);
   };
-  if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n < static_cast<ssize_t>(sizeof msg.h) ||
+  if (trunc || n < static_cast<ssize_t>(sizeof msg.h) ||
       msg.h.magic != CLONEFD_MAGIC || msg.h.version != CLONEFD_PROTOCOL_VERSION)
     return reject();
   double* d = out.Data();
@@ -897,19 +855,6 @@ Napi::Value HelperRecv(const Napi::CallbackInfo& info) {
   return reject();
 }
 
-// execPipe() → [readEnd, writeEnd] | -errno, both CLOEXEC: the child
-// writes {errno, stage} into it when something before execve fails; EOF
-// means the exec happened.
-Napi::Value ExecPipe(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
-  Napi::Array a = Napi::Array::New(env, 2);
-  a[0u] = Napi::Number::New(env, p[0]);
-  a[1u] = Napi::Number::New(env, p[1]);
-  return a;
-}
-
 // waitExec(readEnd, out: Int32Array[3]) → 0 (exec'd) | 1 (failed) | -errno.
 // out = [pid (0 if the child never wrote it), errno, stage]. Blocks until
 // EOF: the child writes its pid, then {errno, stage} on failure.
@@ -951,10 +896,7 @@ Napi::Value RecordPipe(const Napi::CallbackInfo& info) {
   }
   struct stat st;
   if (fstat(p[0], &st) == 0) State(env)->user_fds[p[0]] = FdId{st.st_dev, st.st_ino};
-  Napi::Array a = Napi::Array::New(env, 2);
-  a[0u] = Napi::Number::New(env, p[0]);
-  a[1u] = Napi::Number::New(env, p[1]);
-  return a;
+  return FdPair(env, p[0], p[1]);
 }
 
 // dupUserFd(fd, cloexec, nonblock) → fd | -errno: a user-owned duplicate.
@@ -1075,16 +1017,14 @@ Napi::Value RecoverExit(const Napi::CallbackInfo& info) {
 
 // ---- synchronous spawns (clonefd/child_process spawnSync) ----------------
 
-// pipe() → [readEnd, writeEnd] | -errno, both CLOEXEC (the child's end is
-// placed by dup3 in the child, which clears the flag there only).
+// pipe() → [readEnd, writeEnd] | -errno, both CLOEXEC: spawnSync's stdio,
+// and the helper engine's exec pipe (a child end is placed by dup3 in the
+// child, which clears the flag there only).
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return Napi::Number::New(env, -errno);
-  Napi::Array a = Napi::Array::New(env, 2);
-  a[0u] = Napi::Number::New(env, p[0]);
-  a[1u] = Napi::Number::New(env, p[1]);
-  return a;
+  return FdPair(env, p[0], p[1]);
 }
 
 // drainSync(readFds: Int32Array, writeFd, input: Buffer|null, exitFd,
@@ -1248,7 +1188,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports["helperRecv"] = Napi::Function::New(env, HelperRecv, "helperRecv");
   exports["pipe"] = Napi::Function::New(env, Pipe, "pipe");
   exports["drainSync"] = Napi::Function::New(env, DrainSync, "drainSync");
-  exports["execPipe"] = Napi::Function::New(env, ExecPipe, "execPipe");
   exports["waitExec"] = Napi::Function::New(env, WaitExec, "waitExec");
   exports["recordPipe"] = Napi::Function::New(env, RecordPipe, "recordPipe");
   exports["dupUserFd"] = Napi::Function::New(env, DupUserFd, "dupUserFd");

@@ -27,13 +27,11 @@ __attribute__((noreturn)) static void fail(struct clonefd_plan *p, int stage, lo
   for (;;) SYS1(__NR_exit_group, 127);
 }
 
-/* Every fd >= from becomes close-on-exec, so the child keeps only what was
-   mapped for it. close_range (5.11) does it in one call; older kernels get
-   a walk of /proc/self/fd, never a loop to RLIMIT_NOFILE (Node raises it
-   to the hard limit, often a million). */
-static long cloexec_from(int from) {
-  long r = SYS3(__NR_close_range, from, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (r != -ENOSYS && r != -EINVAL) return r;
+/* For each open fd >= from other than keep_a/keep_b: close it, or mark it
+   close-on-exec. Walks /proc/self/fd: for kernels without close_range
+   (< 5.11), and never a loop to RLIMIT_NOFILE (Node raises it to the hard
+   limit, often a million). */
+static long walk_fds(int from, int keep_a, int keep_b, int close_them) {
   long dfd = SYS4(__NR_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (dfd < 0) return dfd;
   char buf[2048] __attribute__((aligned(8)));
@@ -51,9 +49,19 @@ static long cloexec_from(int from) {
       if (name[0] < '0' || name[0] > '9') continue;
       long fd = 0;
       for (; *name >= '0' && *name <= '9'; name++) fd = fd * 10 + (*name - '0');
-      if (fd >= from && fd != dfd) SYS3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
+      if (fd < from || fd == dfd || fd == keep_a || fd == keep_b) continue;
+      if (close_them) SYS1(__NR_close, fd);
+      else SYS3(__NR_fcntl, fd, F_SETFD, FD_CLOEXEC);
     }
   }
+}
+
+/* Every fd >= from becomes close-on-exec, so the child keeps only what was
+   mapped for it: close_range (5.11) in one call, else the walk. */
+static long cloexec_from(int from) {
+  long r = SYS3(__NR_close_range, from, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (r != -ENOSYS && r != -EINVAL) return r;
+  return walk_fds(from, -1, -1, 0);
 }
 
 /* The helper's children: close (not just mark) every fd from `from` on,
@@ -67,35 +75,14 @@ static long close_from_except(int from, int a, int b) {
     if (keep[k] < from) continue;
     if (keep[k] > lo) {
       long r = SYS3(__NR_close_range, lo, keep[k] - 1, 0);
-      if (r == -ENOSYS || r == -EINVAL) goto walk;
+      if (r == -ENOSYS || r == -EINVAL) return walk_fds(from, a, b, 1);
       if (r < 0) return r;
     }
     lo = keep[k] + 1;
   }
-  {
-    long r = SYS3(__NR_close_range, lo, ~0U, 0);
-    if (r != -ENOSYS && r != -EINVAL) return r;
-  }
-walk:;
-  long dfd = SYS4(__NR_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-  if (dfd < 0) return dfd;
-  char buf[2048] __attribute__((aligned(8)));
-  for (;;) {
-    long n = SYS3(__NR_getdents64, dfd, buf, sizeof buf);
-    if (n <= 0) {
-      SYS1(__NR_close, dfd);
-      return n;
-    }
-    for (long off = 0; off < n;) {
-      unsigned short reclen = *(unsigned short *)(buf + off + 16);
-      const char *name = buf + off + 19;
-      off += reclen;
-      if (name[0] < '0' || name[0] > '9') continue;
-      long fd = 0;
-      for (; *name >= '0' && *name <= '9'; name++) fd = fd * 10 + (*name - '0');
-      if (fd >= from && fd != dfd && fd != a && fd != b) SYS1(__NR_close, fd);
-    }
-  }
+  long r = SYS3(__NR_close_range, lo, ~0U, 0);
+  if (r == -ENOSYS || r == -EINVAL) return walk_fds(from, a, b, 1);
+  return r;
 }
 
 static int retry_next(long r) {

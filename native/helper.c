@@ -36,6 +36,7 @@
 #include <linux/sched.h>
 
 #include "child.h"
+#include "fdpass.h"
 #include "protocol.h"
 #include "reap.h"
 #include "sys.h"
@@ -142,28 +143,8 @@ static void close_fds(int *fds, int n) {
 
 static int send_now(struct client *c, const void *data, size_t len, int fd) {
   struct iovec iov = {(void *)data, len};
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
+  ssize_t n = clonefd_send_fds(c->fd, &iov, 1, &fd, fd >= 0 ? 1 : 0, MSG_DONTWAIT);
+  return n < 0 ? (int)n : 0;
 }
 
 static void client_gone(struct client *c);
@@ -293,46 +274,9 @@ static void add_client(int fd) {
   if (watch(fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_ADD) < 0) client_gone(c);
 }
 
-/* Receives one message with its fds (CLOEXEC). Returns the byte count,
-   0 at EOF, or -errno. *nfds is set to the number of fds received. A
-   message that did not fit (bytes, or fds: MSG_CTRUNC when our fd table is
-   full) loses its fds and sets *trunc to the errno to answer with. */
+/* One message with its fds; see clonefd_recv_fds (fdpass.h). */
 static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds, int *trunc) {
-  struct iovec iov = {buf, len};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * CLONEFD_MAX_FDS)];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
-  ssize_t n;
-  do n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  *nfds = 0;
-  *trunc = 0;
-  if (n < 0) return -errno;
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < k; i++) {
-      int f;
-      memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
-      if (*nfds < CLONEFD_MAX_FDS) fds[(*nfds)++] = f;
-      else close(f);
-    }
-  }
-  /* A truncated message or fd list cannot be served: drop its fds, and let
-     the caller answer (the header, with the id, is there). */
-  if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-    close_fds(fds, *nfds);
-    *nfds = 0;
-    *trunc = (mh.msg_flags & MSG_CTRUNC) ? EMFILE : EMSGSIZE;
-  }
-  return n;
+  return clonefd_recv_fds(fd, buf, len, fds, CLONEFD_MAX_FDS, nfds, MSG_DONTWAIT, trunc);
 }
 
 /* ---- spawning ----------------------------------------------------------- */
@@ -563,19 +507,19 @@ static void on_exit_ready(struct child *ch) {
   epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
   close(ch->pidfd);
   release_mem(ch); /* reaped: it certainly runs on nothing of ours */
+  struct {
+    struct clonefd_msg_header h;
+    struct clonefd_exit_msg e;
+  } msg;
+  memset(&msg, 0, sizeof msg);
+  header(&msg.h, CLONEFD_MSG_EXIT, ch->id);
+  msg.e.pid = ch->pid;
+  msg.e.utime = ex.utime;
+  msg.e.stime = ex.stime;
   if (r == 0) {
-    struct {
-      struct clonefd_msg_header h;
-      struct clonefd_exit_msg e;
-    } msg;
-    memset(&msg, 0, sizeof msg);
-    header(&msg.h, CLONEFD_MSG_EXIT, ch->id);
-    msg.e.pid = ch->pid;
     msg.e.code = ex.code;
     msg.e.status = ex.status;
     msg.e.rusage_known = ex.rusage_known;
-    msg.e.utime = ex.utime;
-    msg.e.stime = ex.stime;
     msg.e.ru_utime_us = (int64_t)ex.ru.ru_utime.tv_sec * 1000000 + ex.ru.ru_utime.tv_usec;
     msg.e.ru_stime_us = (int64_t)ex.ru.ru_stime.tv_sec * 1000000 + ex.ru.ru_stime.tv_usec;
     msg.e.ru_maxrss = ex.ru.ru_maxrss;
@@ -598,22 +542,13 @@ static void on_exit_ready(struct child *ch) {
     /* EPIPE: the reader closed its end; nobody wants the record. */
     close(ch->record);
     ch->record = -1;
-    send_msg(ch->client, &msg, sizeof msg, -1);
   } else {
     /* The status could not be had (cannot happen for our own child, but
-       never leave Node waiting): EXIT with code 0 and the errno. */
-    struct {
-      struct clonefd_msg_header h;
-      struct clonefd_exit_msg e;
-    } msg;
-    memset(&msg, 0, sizeof msg);
-    header(&msg.h, CLONEFD_MSG_EXIT, ch->id);
-    msg.e.pid = ch->pid;
+       never leave Node waiting): code 0 and the errno. */
     msg.e.code = 0;
     msg.e.status = -r;
-    msg.e.utime = msg.e.stime = CLONEFD_TIME_UNKNOWN;
-    send_msg(ch->client, &msg, sizeof msg, -1);
   }
+  send_msg(ch->client, &msg, sizeof msg, -1);
   if (ch->record >= 0) close(ch->record);
   remove_child(ch);
 }

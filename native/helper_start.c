@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "fdpass.h"
 #include "helper_start.h"
 #include "protocol.h"
 #include "reaper.h"
@@ -201,28 +202,10 @@ int clonefd_helper_connect(long gen) {
   h.version = CLONEFD_PROTOCOL_VERSION;
   h.type = CLONEFD_MSG_HELLO;
   struct iovec iov = {&h, sizeof h};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
-  ssize_t n;
-  do n = sendmsg(control_fd, &mh, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = clonefd_send_fds(control_fd, &iov, 1, &sv[1], 1, 0);
   close(sv[1]);
   if (n < 0) {
-    result = -errno;
+    result = (int)n;
     close(sv[0]);
     goto out;
   }

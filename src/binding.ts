@@ -55,7 +55,6 @@ export interface NativeBinding {
     recordWriteFd: number,
     execWriteFd: number,
   ): number;
-  execPipe(): [number, number] | number;
   pipe(): [number, number] | number;
   drainSync(
     readFds: Int32Array,

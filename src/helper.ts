@@ -95,7 +95,7 @@ class Connection {
   spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn): HelperChild {
     const record = binding.recordPipe((flags & O_CLOEXEC) !== 0, (flags & O_NONBLOCK) !== 0);
     if (typeof record === 'number') throw new SystemError(-record, 'pipe2');
-    const exec = binding.execPipe();
+    const exec = binding.pipe();
     if (typeof exec === 'number') {
       binding.closeFd(record[0]);
       binding.closeFd(record[1]);
