@@ -318,6 +318,23 @@ Child* ChildArg(const Napi::CallbackInfo& info) {
   return c;
 }
 
+// A Child whose poll has started: JavaScript's callback is held (strongly,
+// until the exit or unwatch), the child is listed for the teardown, and
+// JavaScript gets its tagged handle.
+Napi::Value Watched(Napi::Env env, EnvState* s, Child* c, napi_value fn, const char* resource) {
+  napi_create_reference(env, fn, 1, &c->on_exit);
+  napi_async_init(env, nullptr, Napi::String::New(env, resource), &c->async_ctx);
+  c->next = s->watched;
+  if (s->watched) s->watched->prev = c;
+  s->watched = c;
+  Napi::External<Child> ext = Napi::External<Child>::New(env, c, [](Napi::Env, Child* child) {
+    child->js_owned = false;
+    MaybeFree(child);
+  });
+  ext.TypeTag(&kChildTag);
+  return ext;
+}
+
 // A JavaScript string array as a NULL-terminated char* vector.
 struct StringArray {
   std::vector<std::string> storage;
@@ -410,18 +427,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     out[1] = CLONEFD_STAGE_WATCH;
     return env.Undefined();
   }
-  napi_create_reference(env, on_exit, 1, &c->on_exit);
-  napi_async_init(env, nullptr, Napi::String::New(env, "CLONEFD_CHILD"), &c->async_ctx);
-  c->next = s->watched;
-  if (s->watched) s->watched->prev = c;
-  s->watched = c;
-
-  Napi::External<Child> ext = Napi::External<Child>::New(env, c, [](Napi::Env, Child* child) {
-    child->js_owned = false;
-    MaybeFree(child);
-  });
-  ext.TypeTag(&kChildTag);
-  return ext;
+  return Watched(env, s, c, on_exit, "CLONEFD_CHILD");
 }
 
 // reap(child, block) → record | -errno (-EAGAIN: still running).
@@ -585,17 +591,7 @@ Napi::Value WatchFd(const Napi::CallbackInfo& info) {
     }
     return Napi::Number::New(env, r);
   }
-  napi_create_reference(env, info[1], 1, &c->on_exit);
-  napi_async_init(env, nullptr, Napi::String::New(env, "CLONEFD_WATCH"), &c->async_ctx);
-  c->next = s->watched;
-  if (s->watched) s->watched->prev = c;
-  s->watched = c;
-  Napi::External<Child> ext = Napi::External<Child>::New(env, c, [](Napi::Env, Child* child) {
-    child->js_owned = false;
-    MaybeFree(child);
-  });
-  ext.TypeTag(&kChildTag);
-  return ext;
+  return Watched(env, s, c, info[1], "CLONEFD_WATCH");
 }
 
 // unwatch(watch): stops watching and closes the fd. Idempotent.
