@@ -279,7 +279,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#resolve(info);
     if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);
-    if (this.stdio.length > 0) process.nextTick(flushStdio, this.stdio);
+    if (this.stdio.some((s) => s !== null)) process.nextTick(flushStdio, this.stdio);
   }
 }
 
