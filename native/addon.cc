@@ -1028,10 +1028,9 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
 //   { outputs: Buffer[], timedOut, overflow, error }
 // The loop of spawnSync: feeds input, collects every output pipe, and
 // returns once the child has exited (exitFd readable) and every pipe is at
-// EOF. On timeout or when an output passes maxBuffer, the child gets
-// killSignal once; after its exit, pipes still held open by its own
-// children are abandoned rather than waited for. Closes writeFd and the
-// read fds it was given.
+// EOF. On timeout or when the outputs pass maxBuffer, the child gets
+// killSignal once and our pipe ends are closed (as Node does), so only its
+// exit is waited for. Closes writeFd and the read fds it was given.
 Napi::Value DrainSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Int32Array rfds = info[0].As<Napi::Int32Array>();
@@ -1053,7 +1052,7 @@ Napi::Value DrainSync(const Napi::CallbackInfo& info) {
   std::vector<int> fds(nr);
   std::vector<std::string> out(nr);
   for (size_t i = 0; i < nr; i++) fds[i] = rfds[i];
-  size_t written = 0;
+  size_t written = 0, total = 0;
   bool exited = false, killed = false, timed_out = false, overflow = false;
   int error = 0;
   struct timespec start;
@@ -1064,10 +1063,20 @@ Napi::Value DrainSync(const Napi::CallbackInfo& info) {
   }
   if (wfd >= 0) fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
   auto kill_once = [&]() {
-    if (!killed) {
-      killed = true;
-      SYS4(__NR_pidfd_send_signal, pidfd, kill_signal, nullptr, 0);
+    if (killed) return;
+    killed = true;
+    SYS4(__NR_pidfd_send_signal, pidfd, kill_signal, nullptr, 0);
+    // As Node: our ends close with the kill, so a child that ignores the
+    // signal and keeps writing dies of SIGPIPE instead of holding us here.
+    if (wfd >= 0) {
+      close(wfd);
+      wfd = -1;
     }
+    for (size_t i = 0; i < nr; i++)
+      if (fds[i] >= 0) {
+        close(fds[i]);
+        fds[i] = -1;
+      }
   };
   for (;;) {
     std::vector<struct pollfd> p;
@@ -1100,7 +1109,8 @@ Napi::Value DrainSync(const Napi::CallbackInfo& info) {
         kill_once();
         continue;
       }
-      wait = static_cast<int>(timeout_ms - elapsed) + 1;
+      double left = timeout_ms - elapsed + 1;
+      wait = left > 2147483647.0 ? 2147483647 : static_cast<int>(left);
     }
     int n = poll(p.data(), p.size(), wait);
     if (n < 0) {
@@ -1115,19 +1125,27 @@ Napi::Value DrainSync(const Napi::CallbackInfo& info) {
       if (w == -2) {
         exited = true;
       } else if (w == -1) {
+        if (wfd < 0) continue;  // closed by a kill earlier in this round
         ssize_t m = write(wfd, input + written, input_len - written);
         if (m > 0) written += static_cast<size_t>(m);
         if ((m < 0 && errno != EAGAIN && errno != EINTR) || written == input_len) {
-          close(wfd);  // EPIPE: the child stopped reading; that is its business
+          // The child stopped reading before the input was all written:
+          // Node reports that (EPIPE) next to the exit status.
+          if (m < 0 && !error) error = errno;
+          close(wfd);
           wfd = -1;
         }
       } else {
+        if (fds[w] < 0) continue;  // closed by a kill earlier in this round
         char buf[65536];
         ssize_t m = read(fds[w], buf, sizeof buf);
         if (m > 0) {
           out[w].append(buf, static_cast<size_t>(m));
-          if (max_buffer > 0 && static_cast<double>(out[w].size()) > max_buffer) {
-            out[w].resize(static_cast<size_t>(max_buffer));
+          total += static_cast<size_t>(m);
+          // maxBuffer counts all outputs together, as Node's spawnSync does.
+          if (max_buffer > 0 && static_cast<double>(total) > max_buffer) {
+            size_t over = total - static_cast<size_t>(max_buffer);
+            out[w].resize(out[w].size() > over ? out[w].size() - over : 0);
             overflow = true;
             kill_once();
           }

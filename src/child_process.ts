@@ -116,10 +116,13 @@ function normalizeSpawnArguments(file: unknown, args: unknown, options: unknown)
   if (opts.serialization !== undefined && opts.serialization !== 'json' && opts.serialization !== 'advanced') {
     throw invalidArgValue('options.serialization', opts.serialization, "must be one of: 'json', 'advanced'");
   }
-  // libuv refuses negative ids with EINVAL, thrown as 'spawn EINVAL'.
+  // Node passes negative int32 ids on as unsigned ones; -1 (no id at all
+  // to setuid) fails in libuv with EINVAL, thrown as 'spawn EINVAL'.
   for (const name of ['uid', 'gid'] as const) {
     const v = opts[name];
-    if (typeof v === 'number' && Number.isInteger(v) && v < 0 && v >= -(2 ** 31)) throw new SystemError(22, 'spawn');
+    if (typeof v !== 'number' || !Number.isInteger(v) || v >= 0 || v < -(2 ** 31)) continue;
+    if (v === -1) throw new SystemError(22, 'spawn');
+    opts[name] = v >>> 0;
   }
   // Node reads env with for..in whatever it is (a string gives its indices).
   if (opts.env !== undefined && opts.env !== null && typeof opts.env !== 'object') {
@@ -165,18 +168,23 @@ function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntry[] | u
  * a #! line (ENOEXEC) runs through /bin/sh. The file is resolved the way
  * the search would have found it.
  */
-function viaShell(file: string, args: string[], env: NodeJS.ProcessEnv | undefined): { file: string; args: string[] } | null {
+function viaShell(file: string, args: string[], env: NodeJS.ProcessEnv | undefined, cwd: string | URL | undefined): { file: string; args: string[] } | null {
   let resolved = file;
   if (!file.includes('/')) {
     const pathVar = env ? env.PATH : process.env.PATH;
     const dirs = (pathVar ?? '/usr/bin:/bin').split(':');
     const { accessSync, constants, statSync } = require('node:fs') as typeof import('node:fs');
+    const { resolve } = require('node:path') as typeof import('node:path');
+    const { fileURLToPath } = require('node:url') as typeof import('node:url');
+    // Relative PATH entries mean the child's cwd, where sh will run.
+    const base = cwd === undefined ? process.cwd() : cwd instanceof URL ? fileURLToPath(cwd) : resolve(cwd);
     const found = dirs
       .map((d) => `${d === '' ? '.' : d}/${file}`)
       .find((p) => {
         try {
-          accessSync(p, constants.X_OK);
-          return statSync(p).isFile();
+          const abs = resolve(base, p);
+          accessSync(abs, constants.X_OK);
+          return statSync(abs).isFile();
         } catch {
           return false;
         }
@@ -194,7 +202,7 @@ function start(file: string, args: string[], options: ReturnType<typeof coreOpti
     return launch(file, args);
   } catch (err) {
     if ((err as SystemError).code !== 'ENOEXEC') throw err;
-    const sh = viaShell(file, args, options.env);
+    const sh = viaShell(file, args, options.env, options.cwd);
     if (!sh) throw err;
     return launch(sh.file, sh.args);
   }
@@ -582,6 +590,11 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
     else if (ArrayBuffer.isView(opts.input)) input = Buffer.from(opts.input.buffer, opts.input.byteOffset, opts.input.byteLength);
     else throw invalidArgType('options.input', 'of type string or an instance of Buffer, TypedArray, or DataView', opts.input);
   }
+  if (typeof opts.encoding === 'string' && opts.encoding !== 'buffer' && !Buffer.isEncoding(opts.encoding)) {
+    const err = new TypeError(`Unknown encoding: ${opts.encoding}`);
+    Object.defineProperty(err, 'code', { value: 'ERR_UNKNOWN_ENCODING', enumerable: true, writable: true, configurable: true });
+    throw err;
+  }
   const encoding = opts.encoding && opts.encoding !== 'buffer' && Buffer.isEncoding(opts.encoding) ? opts.encoding : null;
 
   // Our own pipes (raw fds, no event loop): the child gets their other ends.
@@ -592,7 +605,7 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
   const cleanup: number[] = [];
   try {
     stdio.forEach((entry, i) => {
-      if (entry === undefined || entry === null || entry === 'pipe' || entry === 'overlapped') {
+      if (((entry === undefined || entry === null) && i < 3) || entry === 'pipe' || entry === 'overlapped') {
         const p = binding.pipe();
         if (typeof p === 'number') throw new SystemError(-p, 'pipe');
         // stdin: the child reads; others: the child writes.
@@ -600,7 +613,7 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
         childStdio.push(i === 0 ? p[0] : p[1]);
         cleanup.push(i === 0 ? p[0] : p[1]);
       } else {
-        childStdio.push(entry as StdioEntry);
+        childStdio.push(entry === undefined || entry === null ? 'ignore' : (entry as StdioEntry));
       }
     });
   } catch (err) {
@@ -612,13 +625,13 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
   try {
     sub = start(n.file, n.args, coreOptions(opts, childStdio), true);
   } catch (err) {
-    for (const fd of [...cleanup, ...parentEnds]) if (typeof fd === 'number') binding.closeFd(fd);
+    for (const fd of parentEnds) if (typeof fd === 'number') binding.closeFd(fd);
     const e = err as SystemError;
     if (!(e instanceof SystemError)) throw err;
     // Node's shape: the error in the result, never thrown.
     return { error: spawnFailure(e, 'spawnSync', n.file, n.spawnargs), status: null, signal: null, output: null, pid: 0, stdout: null, stderr: null };
   } finally {
-    // The child has its own copies.
+    // The child has its own copies (or there is no child).
     for (const fd of cleanup) binding.closeFd(fd);
   }
 
@@ -641,7 +654,13 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
     opts.maxBuffer ?? MAX_BUFFER,
     killSignal,
   );
-  const info = sub.read();
+  let info: ClonefdInfo | null = null;
+  let lost: SystemError | undefined;
+  try {
+    info = sub.read();
+  } catch (err) {
+    lost = err as SystemError; // the status was lost (ECHILD): reported in the result
+  }
   sub.close();
 
   const output: (string | Buffer | null)[] = stdio.map(() => null);
@@ -651,7 +670,7 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
   const killedBySignal = info !== null && (info.code === CLD_KILLED || info.code === CLD_DUMPED);
   // ETIMEDOUT, ENOBUFS (maxBuffer), or a failed poll: reported in the result, as Node does.
   const errno = drained.timedOut ? 110 : drained.overflow ? 105 : drained.error;
-  const error = errno ? new SystemError(errno, `spawnSync ${n.file}`, { path: n.file, spawnargs: n.spawnargs.slice(1) }) : undefined;
+  const error = errno ? new SystemError(errno, `spawnSync ${n.file}`, { path: n.file, spawnargs: n.spawnargs.slice(1) }) : lost;
   // Keys in Node's order.
   return {
     ...(error ? { error } : {}),
@@ -688,7 +707,7 @@ export function execFileSync(file: string, args?: readonly string[] | SpawnSyncO
   const inheritStderr = !opts.stdio;
   const ret = spawnSync(file, (args ?? []) as string[], opts);
   if (inheritStderr && ret.stderr) process.stderr.write(ret.stderr);
-  const cmd = [file, ...((args ?? []) as string[])].join(' ');
+  const cmd = [opts.argv0 || file, ...((args ?? []) as string[])].join(' ');
   const err = checkExecSyncError(ret, cmd);
   if (err) throw err;
   return ret.stdout as string | Buffer;

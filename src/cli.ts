@@ -59,6 +59,8 @@ export function parseRunArgs(argv: string[]): RunArgs {
       } catch {
         throw new UsageError(`unknown signal: ${sig}`);
       }
+      // Signal 0 only tests for existence: --timeout would kill nothing.
+      if (out.killSignal === 0) throw new UsageError('--kill-signal 0 would not stop the command');
     } else if (a === '--engine') {
       const e = value(a);
       if (e !== 'helper' && e !== 'direct') throw new UsageError(`unknown engine: ${e}`);

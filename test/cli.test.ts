@@ -95,3 +95,11 @@ describe('clonefd demo', () => {
     expect(Number(m![2])).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('clonefd run: --kill-signal 0', () => {
+  it('is a usage error (it would not stop the command)', () => {
+    const r = run('run', '--timeout', '100ms', '--kill-signal', '0', '--', 'sleep', '5');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--kill-signal 0/);
+  });
+});

@@ -1164,6 +1164,56 @@ describe('spawnSync', () => {
   );
 });
 
+describe('spawnSync: review regressions', () => {
+  const brief = (r: node.SpawnSyncReturns<Buffer | string>) => ({
+    status: r.status,
+    signal: r.signal,
+    errorCode: (r.error as NodeJS.ErrnoException | undefined)?.code,
+    output: r.output && r.output.map((b) => (b === null ? null : typeof b === 'string' ? b : b.length)),
+  });
+
+  both(
+    'maxBuffer counts stdout and stderr together',
+    (cp) => {
+      // The child lives on after writing, so the kill always finds it.
+      const { status, signal, errorCode } = brief(cp.spawnSync('sh', ['-c', 'head -c 600 /dev/zero; head -c 600 /dev/zero >&2; sleep 5'], { maxBuffer: 1000 }));
+      return { status, signal, errorCode };
+    },
+    (o) => expect(o).toEqual({ errorCode: 'ENOBUFS', signal: 'SIGTERM', status: null }),
+  );
+
+  both(
+    'a child that ignores the kill signal and keeps writing: SIGPIPE, no hang',
+    (cp) => {
+      const r = cp.spawnSync('sh', ['-c', 'trap "" TERM; while :; do echo x; done'], { maxBuffer: 1000 });
+      return { signal: r.signal, errorCode: (r.error as NodeJS.ErrnoException | undefined)?.code };
+    },
+    (o) => expect(o).toEqual({ signal: 'SIGPIPE', errorCode: 'ENOBUFS' }),
+  );
+
+  both(
+    'input the child never reads: EPIPE beside the exit status',
+    (cp) => brief(cp.spawnSync('sh', ['-c', 'exit 0'], { input: Buffer.alloc(1 << 20) })),
+    (o) => expect(o).toMatchObject({ status: 0, errorCode: 'EPIPE' }),
+  );
+
+  both(
+    'null at stdio[3] is ignore, not a pipe',
+    (cp) => brief(cp.spawnSync('sh', ['-c', 'echo x >&3; echo $?'], { stdio: ['pipe', 'pipe', 'pipe', null], encoding: 'utf8' })),
+    (o) => expect(o.output[3]).toBeNull(),
+  );
+
+  both(
+    'an unknown encoding throws ERR_UNKNOWN_ENCODING',
+    (cp) => syncThrow(() => cp.spawnSync('echo', ['x'], { encoding: 'bogus' as BufferEncoding })),
+  );
+
+  both(
+    "execFileSync's message names argv0",
+    (cp) => syncThrow(() => cp.execFileSync('sh', ['-c', 'exit 1'], { argv0: 'myname', stdio: 'pipe' })),
+  );
+});
+
 describe('execFileSync and execSync', () => {
   both(
     'execFileSync returns stdout (Buffer, or string with encoding)',
