@@ -8,18 +8,12 @@
 import * as cp from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLD_EXITED, CLD_KILLED, spawn, type Engine, type Subprocess } from '../src/index';
-import { fdCount, openFds, sleep, waitFor, zombieChildren } from './helpers';
+import { fdCount, openFds, sleep, waitFor, zombieChildren, fdDiff, macrotask } from './helpers';
 
 let baseline = 0;
 let baselineFds = new Map<number, string>();
 
-function fdReport(): string {
-  const now = openFds();
-  const extra = [...now].filter(([fd, t]) => baselineFds.get(fd) !== t).map(([fd, t]) => `${fd} -> ${t}`);
-  return `fdCount ${now.size} vs baseline ${baseline}; new: ${extra.join(', ') || 'none'}`;
-}
-
-const macrotask = () => new Promise((r) => setImmediate(r));
+const fdReport = () => fdDiff(baselineFds);
 
 beforeAll(async () => {
   // Warm-up of both sides (libuv's signal pipe and SIGCHLD watcher for

@@ -26,7 +26,7 @@ import {
   type ClonefdHandle,
   type Subprocess,
 } from '../src/index';
-import { collect, fdCount, fdFlags, openFds, probe, procStatus, sleep, waitFor, zombieChildren } from './helpers';
+import { collect, fdCount, fdFlags, openFds, probe, procStatus, sleep, waitFor, zombieChildren, fdDiff, macrotask } from './helpers';
 
 const LIB = path.resolve(__dirname, '..', 'lib', 'index.js');
 const BINDING = path.resolve(__dirname, '..', 'lib', 'binding.js');
@@ -35,13 +35,7 @@ const helper = { engine: 'helper' } as const;
 let baseline = 0;
 let baselineFds = new Map<number, string>();
 
-function fdReport(): string {
-  const now = openFds();
-  const extra = [...now].filter(([fd, t]) => baselineFds.get(fd) !== t).map(([fd, t]) => `${fd} -> ${t}`);
-  return `fdCount ${now.size} vs baseline ${baseline}; new: ${extra.join(', ') || 'none'}`;
-}
-
-const macrotask = () => new Promise((r) => setImmediate(r));
+const fdReport = () => fdDiff(baselineFds);
 
 /** True while `pid` exists at all (running or zombie). */
 function procExists(pid: number): boolean {

@@ -120,3 +120,13 @@ export async function collect(stream: NodeJS.ReadableStream | null): Promise<str
 
 /** The engine a spawn without `engine` uses in this test project. */
 export const defaultEngine: 'helper' | 'direct' = process.env.CLONEFD_ENGINE === 'direct' ? 'direct' : 'helper';
+
+/** What changed in /proc/self/fd since `before` (for assertion messages). */
+export function fdDiff(before: Map<number, string>): string {
+  const now = openFds();
+  const extra = [...now].filter(([fd, t]) => before.get(fd) !== t).map(([fd, t]) => `${fd} -> ${t}`);
+  return `fdCount ${now.size} vs baseline ${before.size}; new: ${extra.join(', ') || 'none'}`;
+}
+
+/** Resolves after one macrotask. */
+export const macrotask = () => new Promise((r) => setImmediate(r));

@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binding } from '../src/binding';
 import { CLD_EXITED, CLD_KILLED, clonefd, spawn, type ClonefdInfo } from '../src/index';
-import { defaultEngine, fdCount, liveChildren, openFds, pidfdCount, sleep, waitFor, zombieChildren } from './helpers';
+import { defaultEngine, fdCount, liveChildren, openFds, pidfdCount, sleep, waitFor, zombieChildren, fdDiff } from './helpers';
 
 const LIB = path.resolve(__dirname, '..', 'lib', 'index.js');
 
@@ -72,12 +72,7 @@ function expectUserFds(h: { fd: number; pidfd: number }, what: string): number[]
   return [h.fd, h.pidfd];
 }
 
-/** Fds opened since the baseline snapshot, for failure messages. */
-function fdReport(before: Map<number, string>): string {
-  const now = openFds();
-  const extra = [...now].filter(([fd, t]) => before.get(fd) !== t).map(([fd, t]) => `${fd} -> ${t}`);
-  return `fdCount ${now.size} vs baseline ${baseline}; new: ${extra.join(', ') || 'none'}`;
-}
+const fdReport = fdDiff;
 
 let baselineFds = new Map<number, string>();
 
