@@ -39,21 +39,28 @@ function median(xs) {
   return s[Math.floor(s.length / 2)];
 }
 
+// Each contender starts a child and returns the promise of its exit: the
+// time until it returns is the synchronous spawn call, the rest the wait.
 const contenders = {
   'clonefd (helper)': () => clonefd.spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited,
   'clonefd (direct)': () => clonefd.spawn('/bin/true', [], { stdio: 'ignore', engine: 'direct' }).exited,
-  'child_process.spawn': () =>
-    new Promise((resolve, reject) => {
-      const child = cp.spawn('/bin/true', [], { stdio: 'ignore' });
+  'child_process.spawn': () => {
+    const child = cp.spawn('/bin/true', [], { stdio: 'ignore' });
+    return new Promise((resolve, reject) => {
       child.once('error', reject);
       child.once('exit', resolve);
-    }),
+    });
+  },
 };
 
+/** [total µs, µs spent in the spawn call itself] */
 async function timeOne(fn) {
   const t0 = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t0) / 1000;
+  const exited = fn();
+  const t1 = process.hrtime.bigint();
+  await exited;
+  const t2 = process.hrtime.bigint();
+  return [Number(t2 - t0) / 1000, Number(t1 - t0) / 1000];
 }
 
 function cFloor(n) {
@@ -78,10 +85,15 @@ async function main() {
   // every contender alike.
   for (const fn of Object.values(contenders)) for (let i = 0; i < 20; i++) await fn();
   const samples = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  const calls = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
   const perRound = Math.ceil(opts.n / opts.rounds);
   for (let r = 0; r < opts.rounds; r++) {
     for (const [name, fn] of Object.entries(contenders)) {
-      for (let i = 0; i < perRound && samples[name].length < opts.n; i++) samples[name].push(await timeOne(fn));
+      for (let i = 0; i < perRound && samples[name].length < opts.n; i++) {
+        const [total, call] = await timeOne(fn);
+        samples[name].push(total);
+        calls[name].push(call);
+      }
     }
   }
   const floor = cFloor(opts.n);
@@ -91,6 +103,7 @@ async function main() {
     spawns: opts.n,
     heapMiB: opts.heapMiB,
     medianMicros: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, Math.round(median(v))])),
+    medianSpawnCallMicros: Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, Math.round(median(v))])),
     cFloorMicros: floor,
   };
   const theirs = result.medianMicros['child_process.spawn'];
@@ -107,10 +120,11 @@ async function main() {
   }
   console.log(`clonefd spawn benchmark: /bin/true x ${opts.n} sequential, stdio ignored, ${process.version}, Linux ${os.release()}${opts.heapMiB ? `, ${opts.heapMiB} MiB of Buffers held` : ''}`);
   console.log('');
-  console.log('  contender                 median µs/spawn   vs C floor');
-  const row = (name, us) => console.log(`  ${name.padEnd(26)}${String(us ?? 'n/a').padStart(15)}   ${floor && us ? `${(us / floor).toFixed(2)}x` : 'n/a'}`);
+  console.log('  contender                 median µs/spawn   vs C floor   of which the spawn call');
+  const row = (name, us, call) =>
+    console.log(`  ${name.padEnd(26)}${String(us ?? 'n/a').padStart(15)}   ${(floor && us ? `${(us / floor).toFixed(2)}x` : 'n/a').padStart(10)}   ${call === undefined ? '' : `${call} µs`}`);
   row('C floor (clone+exec+wait)', floor);
-  for (const [name, us] of Object.entries(result.medianMicros)) row(name, us);
+  for (const [name, us] of Object.entries(result.medianMicros)) row(name, us, result.medianSpawnCallMicros[name]);
   console.log('');
   for (const [name, x] of Object.entries(result.speedupVsChildProcess)) {
     console.log(`  ${name} is ${x}x as fast as child_process.spawn`);
