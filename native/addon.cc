@@ -55,6 +55,11 @@ enum RecordSlot {
 
 // Spawn flag beyond child.h's: kill the child when its creating thread exits.
 constexpr int kKillWithParent = 0x8;
+// JavaScript sends one set of spawn flags to either engine (src/options.ts
+// spawnFlags): the plan's and the wire's values must agree.
+static_assert(CLONEFD_SETSID == CLONEFD_REQ_SETSID && CLONEFD_SETUID == CLONEFD_REQ_SETUID &&
+                  CLONEFD_SETGID == CLONEFD_REQ_SETGID && kKillWithParent == CLONEFD_REQ_KILL_WITH_PARENT,
+              "spawn flags differ between child.h and protocol.h");
 
 const napi_type_tag kChildTag = {0x636c6f6e65666400ULL, 0x6368696c64000001ULL};
 

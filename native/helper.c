@@ -302,9 +302,6 @@ static char **take_strings(char **p, char *end, uint32_t count) {
 
 static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, size_t len, int *fds, int nfds) {
   struct clonefd_spawn_req req;
-  void *mapped = NULL;
-  size_t mapped_len = 0;
-  const char *src = NULL;
   struct spawn_mem *m = NULL;
   struct child *ch = NULL;
   int err = EPROTO;
@@ -316,37 +313,36 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
       req.npaths > CLONEFD_MAX_STRINGS || req.nargv == 0 || req.nargv > CLONEFD_MAX_STRINGS ||
       req.nenv > CLONEFD_MAX_STRINGS)
     goto bad;
-  if (req.flags & CLONEFD_REQ_PAYLOAD_MEMFD) {
+  int in_memfd = (req.flags & CLONEFD_REQ_PAYLOAD_MEMFD) != 0;
+  if (in_memfd) {
     /* Large requests: the strings travel in a memfd, nothing inline. */
     struct stat st;
     if (nfds < 4 || len != sizeof req || req.payload_len == 0) goto bad;
     first_stdio = 4;
     if (fstat(fds[3], &st) < 0 || (uint64_t)st.st_size != req.payload_len) goto bad;
-    /* pread, never mmap: a sender that shrinks the memfd meanwhile gets a
-       short read and EPROTO, not our SIGBUS. */
-    err = ENOMEM;
-    if (!(mapped = malloc(req.payload_len))) goto bad;
-    mapped_len = req.payload_len;
-    size_t got = 0;
-    while (got < mapped_len) {
-      ssize_t r = pread(fds[3], (char *)mapped + got, mapped_len - got, (off_t)got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
-    err = EPROTO;
-    if (got != mapped_len) goto bad;
-    src = mapped;
-  } else {
-    if (len - sizeof req != req.payload_len) goto bad;
-    src = (const char *)body + sizeof req;
+  } else if (len - sizeof req != req.payload_len) {
+    goto bad;
   }
 
   /* The child reads everything from our memory while we go on: give it a
      private copy, not the receive buffer the next message overwrites. */
   err = ENOMEM;
   if (!(m = calloc(1, sizeof *m)) || !(m->payload = malloc(req.payload_len ? req.payload_len : 1))) goto bad;
-  memcpy(m->payload, src, req.payload_len);
+  if (in_memfd) {
+    /* pread, never mmap: a sender that shrinks the memfd meanwhile gets a
+       short read and EPROTO, not our SIGBUS. */
+    size_t got = 0;
+    while (got < req.payload_len) {
+      ssize_t r = pread(fds[3], m->payload + got, req.payload_len - got, (off_t)got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    err = EPROTO;
+    if (got != req.payload_len) goto bad;
+  } else {
+    memcpy(m->payload, body + sizeof req, req.payload_len);
+  }
   err = EPROTO;
   char *p = m->payload, *end = m->payload + req.payload_len;
   if (!(m->paths = take_strings(&p, end, req.npaths)) || !(m->argv = take_strings(&p, end, req.nargv)) ||
@@ -410,7 +406,6 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     close(hold[0]);
     free(ch);
     free_spawn_mem(m);
-    free(mapped);
     close_fds(fds, nfds); /* our exec pipe copy too: Node sees EOF, then this */
     reply_spawned(c, id, 0, (int)-pid, CLONEFD_STAGE_CLONE, -1);
     return;
@@ -420,7 +415,6 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   int record = fds[0];
   fds[0] = -1;
   close_fds(fds, nfds);
-  free(mapped);
   fcntl(record, F_SETFL, O_NONBLOCK); /* never block on one client's pipe */
   ch->mem = m;
   ch->hold = hold[0];
@@ -461,7 +455,6 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
 
 bad:
   free_spawn_mem(m);
-  free(mapped);
   close_fds(fds, nfds);
   reply_spawned(c, id, 0, err, CLONEFD_STAGE_NONE, -1);
 }

@@ -123,7 +123,11 @@ export enum Stage {
   Watch = 11,
 }
 
-/** native/child.h plan flags. */
+/**
+ * Spawn flags: native/child.h's plan flags, plus KillWithParent; the
+ * helper's wire flags (native/protocol.h CLONEFD_REQ_*) have the same
+ * values.
+ */
 export enum PlanFlag {
   Setsid = 0x1,
   Setuid = 0x2,

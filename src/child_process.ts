@@ -21,6 +21,7 @@ import type { ClonefdInfo } from './info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from './index';
 import type { Engine, StdioEntry, StdioName } from './options';
 import { signalName, toSignalNumber } from './signals';
+import { EINVAL, ENOBUFS, ETIMEDOUT } from './errno';
 
 type Signal = NodeJS.Signals | number;
 
@@ -121,7 +122,7 @@ function normalizeSpawnArguments(file: unknown, args: unknown, options: unknown)
   for (const name of ['uid', 'gid'] as const) {
     const v = opts[name];
     if (typeof v !== 'number' || !Number.isInteger(v) || v >= 0 || v < -(2 ** 31)) continue;
-    if (v === -1) throw new SystemError(22, 'spawn');
+    if (v === -1) throw new SystemError(EINVAL, 'spawn');
     opts[name] = v >>> 0;
   }
   // Node reads env with for..in whatever it is (a string gives its indices).
@@ -669,7 +670,7 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
   });
   const killedBySignal = info !== null && (info.code === CLD_KILLED || info.code === CLD_DUMPED);
   // ETIMEDOUT, ENOBUFS (maxBuffer), or a failed poll: reported in the result, as Node does.
-  const errno = drained.timedOut ? 110 : drained.overflow ? 105 : drained.error;
+  const errno = drained.timedOut ? ETIMEDOUT : drained.overflow ? ENOBUFS : drained.error;
   const error = errno ? new SystemError(errno, `spawnSync ${n.file}`, { path: n.file, spawnargs: n.spawnargs.slice(1) }) : lost;
   // Keys in Node's order.
   return {

@@ -1,15 +1,13 @@
 // The direct engine: the addon clones the child in this process
 // (CLONE_VM|CLONE_VFORK|CLONE_PIDFD, exit signal 0), watches its pidfd with
 // uv_poll on this environment's loop and reaps it with waitid(P_PIDFD).
-import { binding, PlanFlag, Stage, type NativeChild } from './binding';
+import { binding, Stage, type NativeChild } from './binding';
 import { O_CLOEXEC, O_NONBLOCK } from './constants';
 import type { EngineChild, ExitFn, RawExit, SpawnFn } from './engine';
 import { SystemError } from './errors';
-import type { SpawnRequest } from './options';
+import { spawnFlags, type SpawnRequest } from './options';
+import { EAGAIN, ECHILD, ESRCH } from './errno';
 
-const EAGAIN = 11;
-const ECHILD = 10;
-const ESRCH = 3;
 let probed = false;
 
 /** pidfds are needed by every engine: probed once (waitid(P_PIDFD) exists since 5.4). */
@@ -103,14 +101,9 @@ class DirectChild implements EngineChild {
 
 export const spawnDirect: SpawnFn = (req, stdioFds, flags, onExit) => {
   probePidfd();
-  let planFlags = 0;
-  if (req.detached) planFlags |= PlanFlag.Setsid;
-  if (req.uid !== undefined) planFlags |= PlanFlag.Setuid;
-  if (req.gid !== undefined) planFlags |= PlanFlag.Setgid;
-  if (req.killWithParent) planFlags |= PlanFlag.KillWithParent;
   let child: DirectChild | undefined;
   const native = binding.spawn(
-    req.paths, req.argv, req.envp, req.cwd, stdioFds, planFlags, req.uid ?? 0, req.gid ?? 0,
+    req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0,
     (raw: RawExit) => child!.deliver(raw, false),
     out,
   );

@@ -13,25 +13,14 @@ import { O_CLOEXEC, O_NONBLOCK } from './constants';
 import { probePidfd, spawnError } from './direct';
 import type { EngineChild, ExitFn, RawExit, SpawnFn } from './engine';
 import { SystemError } from './errors';
-import type { SpawnRequest } from './options';
+import { spawnFlags, type SpawnRequest } from './options';
+import { EAGAIN, EBADF, ECHILD, ECONNRESET, EPIPE, EPROTO, ESRCH } from './errno';
 
-const EAGAIN = 11;
-const ESRCH = 3;
-const ECHILD = 10;
-const EPROTO = 71;
-const EPIPE = 32;
-const ECONNRESET = 104;
 
 /** native/protocol.h */
 const enum MsgType {
   Spawned = 3,
   Exit = 4,
-}
-const enum ReqFlag {
-  Setsid = 0x1,
-  Setuid = 0x2,
-  Setgid = 0x4,
-  KillWithParent = 0x8,
 }
 /** native/addon.cc MsgSlot */
 const enum Msg {
@@ -103,12 +92,7 @@ class Connection {
     }
     const [readEnd, writeEnd] = record;
     const id = this.#nextId++;
-    let reqFlags = 0;
-    if (req.detached) reqFlags |= ReqFlag.Setsid;
-    if (req.uid !== undefined) reqFlags |= ReqFlag.Setuid;
-    if (req.gid !== undefined) reqFlags |= ReqFlag.Setgid;
-    if (req.killWithParent) reqFlags |= ReqFlag.KillWithParent;
-    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, reqFlags, req.uid ?? 0, req.gid ?? 0, writeEnd, exec[1]);
+    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, writeEnd, exec[1]);
     // The helper (and through it the child) has its own copies now.
     binding.closeFd(writeEnd);
     binding.closeFd(exec[1]);
@@ -123,17 +107,8 @@ class Connection {
     // helper, which answers right after the clone.
     const execResult = binding.waitExec(exec[0], execOut);
     binding.closeFd(exec[0]);
-    for (;;) {
-      const type = binding.helperRecv(this.fd, msg, true);
-      if (type === MsgType.Spawned && msg[Msg.Id] === id) break;
-      if (type === MsgType.Exit) {
-        this.#queue(msg);
-        continue;
-      }
-      if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
-        if (type === MsgType.Spawned && msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]); // nobody waits for it
-        continue;
-      }
+    const type = this.#waitFor(MsgType.Spawned, id);
+    if (type <= 0) {
       binding.closeFd(readEnd);
       // The helper died before it could announce the child: if the child
       // told us its pid, it must not run on as an orphan of this failure.
@@ -181,7 +156,8 @@ class Connection {
       const type = binding.helperRecv(this.fd, msg, false);
       if (type === -EAGAIN) return;
       if (type === MsgType.Exit) this.#dispatch(msg, sync);
-      else if (type === -EPROTO || type === MsgType.Spawned) continue;
+      else if (type === MsgType.Spawned) this.#dropStray(msg);
+      else if (type === -EPROTO) continue;
       else {
         this.lost(); // EOF or a socket error: the helper is gone
         return;
@@ -195,26 +171,9 @@ class Connection {
    * queued. If the socket fails first, the 24 bytes settle the child.
    */
   awaitExit(child: HelperChild, seed: Float64Array | null): void {
-    if (this.takeQueued(child)) return;
-    let gone = false;
-    while (this.children.has(child.id)) {
-      if (this.#closed) {
-        gone = true;
-        break;
-      }
-      const type = binding.helperRecv(this.fd, msg, true);
-      if (type === MsgType.Exit) {
-        if (msg[Msg.Id] === child.id) this.#dispatch(msg, true);
-        else this.#queue(msg);
-        continue;
-      }
-      if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
-        if (type === MsgType.Spawned && msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]); // nobody waits for it
-        continue;
-      }
-      gone = true; // EOF or an error: the helper is gone
-      break;
-    }
+    if (!this.children.has(child.id) || this.takeQueued(child)) return;
+    const gone = this.#closed || this.#waitFor(MsgType.Exit, child.id) <= 0;
+    if (!gone) this.#dispatch(msg, true);
     this.#scheduleQueued();
     if (seed && this.children.has(child.id)) {
       // The 24 bytes are all there is: the record without rusage.
@@ -229,22 +188,30 @@ class Connection {
 
   /** Blocks until the EXIT for request `id` (a failed spawn's child) or EOF. */
   #awaitExitOf(id: number): void {
-    for (;;) {
-      const type = binding.helperRecv(this.fd, msg, true);
-      if (type === MsgType.Exit) {
-        if (msg[Msg.Id] === id) break;
-        this.#queue(msg);
-        continue;
-      }
-      if (type === MsgType.Spawned || type === -EPROTO || type === -EAGAIN) {
-        if (type === MsgType.Spawned && msg[Msg.Fd] >= 0) binding.closeFd(msg[Msg.Fd]);
-        continue;
-      }
-      this.#scheduleQueued();
-      this.lost();
-      return;
-    }
+    const gone = this.#waitFor(MsgType.Exit, id) <= 0;
     this.#scheduleQueued();
+    if (gone) this.lost();
+  }
+
+  /**
+   * Blocks reading the socket until the message of `type` for request `id`
+   * is in `msg` (returns `type`), or the socket fails (returns 0 at EOF or
+   * -errno: the helper is gone). EXITs of other children met on the way
+   * are queued; answers nobody waits for are dropped.
+   */
+  #waitFor(type: MsgType, id: number): number {
+    for (;;) {
+      const got = binding.helperRecv(this.fd, msg, true);
+      if (got === type && msg[Msg.Id] === id) return got;
+      if (got === MsgType.Exit) this.#queue(msg);
+      else if (got === MsgType.Spawned) this.#dropStray(msg);
+      else if (got !== -EPROTO && got !== -EAGAIN) return got;
+    }
+  }
+
+  /** A SPAWNED nobody waits for any more: its pidfd must not stay open. */
+  #dropStray(m: Float64Array): void {
+    if (m[Msg.Fd] >= 0) binding.closeFd(m[Msg.Fd]);
   }
 
   #queue(m: Float64Array): void {
@@ -410,7 +377,7 @@ class HelperChild implements EngineChild {
     if (this.#consumed) return null;
     if (this.#recordFd < 0) {
       // The user closed the contract fd: the record is served from memory.
-      if (!this.#settled) return block ? -9 /* EBADF */ : -EAGAIN;
+      if (!this.#settled) return block ? -EBADF : -EAGAIN;
       this.#consumed = true;
       return this.#record ?? -ECHILD;
     }

@@ -3,6 +3,7 @@
 // request that an engine executes.
 import { isMainThread } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import { PlanFlag } from './binding';
 import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { toSignalNumber } from './signals';
 
@@ -48,7 +49,7 @@ export interface ClonefdOptions extends SpawnOptions {
 }
 
 export type StdioPlan =
-  | { type: 'pipe'; readable: boolean; writable: boolean }
+  | { type: 'pipe' }
   | { type: 'ignore' }
   | { type: 'fd'; fd: number };
 
@@ -107,7 +108,7 @@ function normalizeStdio(stdio: unknown, defaultName: StdioName): StdioPlan[] {
   return entries.map((entry, i): StdioPlan => {
     const name = `options.stdio[${i}]`;
     if (entry === undefined || entry === null) entry = i < 3 ? 'pipe' : 'ignore';
-    if (entry === 'pipe' || entry === 'overlapped') return { type: 'pipe', readable: i !== 0, writable: i === 0 || i > 2 };
+    if (entry === 'pipe' || entry === 'overlapped') return { type: 'pipe' };
     if (entry === 'ignore') return { type: 'ignore' };
     if (entry === 'inherit') return { type: 'fd', fd: i };
     if (entry === 'ipc') throw invalidArgValue(name, entry, "is not supported: clonefd children have no IPC channel ('ipc' and fork() need node:child_process)");
@@ -240,4 +241,14 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
     killWithParent: o.killWithParent === true,
     engine,
   };
+}
+
+/** The request's spawn flags (binding.ts PlanFlag), the same for every engine. */
+export function spawnFlags(req: SpawnRequest): number {
+  let flags = 0;
+  if (req.detached) flags |= PlanFlag.Setsid;
+  if (req.uid !== undefined) flags |= PlanFlag.Setuid;
+  if (req.gid !== undefined) flags |= PlanFlag.Setgid;
+  if (req.killWithParent) flags |= PlanFlag.KillWithParent;
+  return flags;
 }

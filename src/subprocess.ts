@@ -10,10 +10,8 @@ import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
 import type { SpawnRequest } from './options';
 import { toSignalNumber } from './signals';
+import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
 
-const EAGAIN = 11;
-const ESRCH = 3;
-const ECHILD = 10;
 
 export interface SubprocessEvents {
   exit: [info: ClonefdInfo];
@@ -301,7 +299,7 @@ function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] }
   // /dev/null in the child) could take that number and be passed instead.
   req.stdio.forEach((plan, i) => {
     if (plan.type === 'fd' && !binding.fdValid(plan.fd)) {
-      throw new SystemError(9, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: `stdio[${i}] is fd ${plan.fd}, which is not open` });
+      throw new SystemError(EBADF, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: `stdio[${i}] is fd ${plan.fd}, which is not open` });
     }
   });
   const fds = new Int32Array(req.stdio.length).fill(-1);
@@ -335,7 +333,7 @@ export function validateFlags(flags: unknown): number {
   if (typeof flags !== 'number' || !Number.isInteger(flags)) throw invalidArgType('options.flags', 'of type number (an integer)', flags);
   // Range first: & works on 32 bits and would let 2**32 + x through.
   if (flags < 0 || flags > 0x7fffffff || (flags & ~(O_CLOEXEC | O_NONBLOCK)) !== 0) {
-    throw new SystemError(22, 'clonefd', { detail: `flags 0o${flags.toString(8)}: only O_CLOEXEC | O_NONBLOCK are allowed` });
+    throw new SystemError(EINVAL, 'clonefd', { detail: `flags 0o${flags.toString(8)}: only O_CLOEXEC | O_NONBLOCK are allowed` });
   }
   return flags;
 }
