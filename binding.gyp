@@ -1,11 +1,13 @@
 {
   "target_defaults": {
-    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+    "defines": ["NAPI_VERSION=8"],
     "conditions": [
       ["OS=='linux'", {
         "cflags": ["-fvisibility=hidden", "-Wall", "-Wextra", "-fstack-protector-strong"],
         "cflags_c": ["-std=gnu11"],
-        "cflags_cc": ["-std=c++17"]
+        # Raw Node-API with checked statuses: no C++ exception can leave a
+        # uv callback or a teardown hook, because there are none.
+        "cflags_cc": ["-std=c++17", "-fno-exceptions"]
       }]
     ]
   },
@@ -15,7 +17,16 @@
       # first, then embedded into the addon.
       "target_name": "clonefd-helper",
       "type": "executable",
-      "sources": ["native/helper.c", "native/child.c", "native/spawn_vfork.c", "native/reap.c", "native/fdpass.c"],
+      "sources": [
+        "native/helper.c",
+        "native/child.c",
+        "native/spawn_vfork.c",
+        "native/reap.c",
+        "native/record.c",
+        "native/protocol.c",
+        "native/fdpass.c",
+        "native/memfd.c"
+      ],
       "ldflags": ["-s"]
     },
     {
@@ -31,18 +42,23 @@
     },
     {
       "target_name": "clonefd",
-      "dependencies": [
-        "clonefd_helper_blob",
-        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
-      ],
+      "dependencies": ["clonefd_helper_blob"],
       "sources": [
-        "native/addon.cc",
+        "native/addon/addon.cc",
+        "native/addon/env.cc",
+        "native/addon/direct.cc",
+        "native/addon/helper_client.cc",
+        "native/addon/fds.cc",
+        "native/addon/sync.cc",
         "native/child.c",
         "native/spawn_vfork.c",
         "native/reap.c",
+        "native/record.c",
         "native/reaper.c",
         "native/helper_start.c",
+        "native/protocol.c",
         "native/fdpass.c",
+        "native/memfd.c",
         "<(SHARED_INTERMEDIATE_DIR)/clonefd_helper_blob.c"
       ],
       "conditions": [

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/prctl.h>
 
 #include "child.h"
@@ -13,9 +14,6 @@
 #ifndef F_DUPFD_CLOEXEC
 #define F_DUPFD_CLOEXEC 1030
 #endif
-
-/* Enforced by the TypeScript layer too; bounds the child's stack use. */
-#define MAX_STDIO 256
 
 __attribute__((noreturn)) static void fail(struct clonefd_plan *p, int stage, long r) {
   p->err = (int)-r;
@@ -85,6 +83,15 @@ static long close_from_except(int from, int a, int b) {
   return r;
 }
 
+void clonefd_plan_init(struct clonefd_plan *p) {
+  /* Parent side: runs before the clone, libc is fine here. */
+  memset(p, 0, sizeof *p);
+  p->cwd_fd = -1;
+  p->umask = -1;
+  p->err_fd = -1;
+  p->hold_fd = -1;
+}
+
 static int retry_next(long r) {
   /* execvp's rule: these mean "not here, try the next PATH entry". */
   return r == -ENOENT || r == -ENOTDIR || r == -ENODEV || r == -ETIMEDOUT || r == -ESTALE;
@@ -93,7 +100,7 @@ static int retry_next(long r) {
 int clonefd_child_main(void *arg) {
   struct clonefd_plan *p = (struct clonefd_plan *)arg;
   const int n = p->nstdio;
-  int fds[MAX_STDIO];
+  int fds[CLONEFD_MAX_STDIO];
   long r;
 
   if (p->err_fd >= 0) {

@@ -1,7 +1,7 @@
 /*
  * What a new child does between clone and execve, and how the parent asks
  * for it. Shared by every engine: the in-process engine runs it in a
- * CLONE_VM|CLONE_VFORK child, the helper (later) in a plain clone. The
+ * CLONE_VM|CLONE_VFORK child, the helper in a CLONE_VM clone without vfork. The
  * child side only makes raw system calls (sys.h): no errno, no locks, no
  * allocation, so it is safe on a borrowed address space.
  */
@@ -13,6 +13,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Most stdio slots a plan may map (bounds the child's stack use). */
+#define CLONEFD_MAX_STDIO 256
 
 /* plan.flags */
 #define CLONEFD_SETSID 0x1 /* detached: new session */
@@ -67,6 +70,10 @@ struct clonefd_plan {
   volatile int err;
   volatile int stage;
 };
+
+/* A plan that does nothing special: no cwd, inherited umask, no pipes, no
+   stdio (the caller fills in what it needs). */
+void clonefd_plan_init(struct clonefd_plan *plan);
 
 /* The child's body: never returns. On failure it records err/stage and
    exits with 127. */

@@ -39,11 +39,8 @@
 #include "fdpass.h"
 #include "protocol.h"
 #include "reap.h"
+#include "record.h"
 #include "sys.h"
-
-#ifndef __WALL
-#define __WALL 0x40000000
-#endif
 
 struct outmsg {
   struct outmsg *next;
@@ -64,9 +61,7 @@ struct client {
    after the failed child was reaped, never before. */
 struct spawn_mem {
   struct clonefd_plan plan;
-  int stdio[CLONEFD_MAX_STDIO_REMOTE];
-  char *payload; /* malloc'd copy of the strings */
-  char **paths, **argv, **envp;
+  struct clonefd_spawn spec; /* the decoded request: strings, stdio */
   void *stack;
 };
 
@@ -90,10 +85,7 @@ static void put_stack(void *p) {
 
 static void free_spawn_mem(struct spawn_mem *m) {
   if (!m) return;
-  free(m->payload);
-  free(m->paths);
-  free(m->argv);
-  free(m->envp);
+  clonefd_spawn_free(&m->spec);
   if (m->stack) put_stack(m->stack);
   free(m);
 }
@@ -201,23 +193,9 @@ static void flush_client(struct client *c) {
   watch(c->fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_MOD);
 }
 
-static void header(struct clonefd_msg_header *h, uint16_t type, uint64_t id) {
-  h->magic = CLONEFD_MAGIC;
-  h->version = CLONEFD_PROTOCOL_VERSION;
-  h->type = type;
-  h->id = id;
-}
-
 static void reply_spawned(struct client *c, uint64_t id, pid_t pid, int err, int stage, int pidfd) {
-  struct {
-    struct clonefd_msg_header h;
-    struct clonefd_spawned s;
-  } msg;
-  memset(&msg, 0, sizeof msg);
-  header(&msg.h, CLONEFD_MSG_SPAWNED, id);
-  msg.s.pid = pid;
-  msg.s.err = err;
-  msg.s.stage = stage;
+  struct clonefd_spawned_msg msg;
+  clonefd_spawned_msg_init(&msg, id, pid, err, stage);
   send_msg(c, &msg, sizeof msg, pidfd);
 }
 
@@ -284,106 +262,40 @@ static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds, int 
 static void remove_child(struct child *ch);
 static void release_mem(struct child *ch);
 
-/* Splits count NUL-terminated strings off [*p, end). NULL if malformed. */
-static char **take_strings(char **p, char *end, uint32_t count) {
-  char **v = calloc((size_t)count + 1, sizeof *v);
-  if (!v) return NULL;
-  for (uint32_t i = 0; i < count; i++) {
-    char *nul = memchr(*p, '\0', (size_t)(end - *p));
-    if (!nul) {
-      free(v);
-      return NULL;
-    }
-    v[i] = *p;
-    *p = nul + 1;
-  }
-  return v;
-}
+_Static_assert(CLONEFD_SETSID == CLONEFD_REQ_SETSID && CLONEFD_SETUID == CLONEFD_REQ_SETUID &&
+                   CLONEFD_SETGID == CLONEFD_REQ_SETGID,
+               "child.h plan flags and protocol.h SPAWN flags share values");
 
 static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, size_t len, int *fds, int nfds) {
-  struct clonefd_spawn_req req;
-  struct spawn_mem *m = NULL;
+  struct spawn_mem *m = calloc(1, sizeof *m);
   struct child *ch = NULL;
-  int err = EPROTO;
-
-  if (len < sizeof req || nfds < 3) goto bad;
-  memcpy(&req, body, sizeof req);
-  int first_stdio = 3;
-  if (req.nstdio > CLONEFD_MAX_STDIO_REMOTE || req.payload_len > CLONEFD_PAYLOAD_MAX || req.npaths == 0 ||
-      req.npaths > CLONEFD_MAX_STRINGS || req.nargv == 0 || req.nargv > CLONEFD_MAX_STRINGS ||
-      req.nenv > CLONEFD_MAX_STRINGS)
-    goto bad;
-  int in_memfd = (req.flags & CLONEFD_REQ_PAYLOAD_MEMFD) != 0;
-  if (in_memfd) {
-    /* Large requests: the strings travel in a memfd, nothing inline. */
-    struct stat st;
-    if (nfds < 4 || len != sizeof req || req.payload_len == 0) goto bad;
-    first_stdio = 4;
-    if (fstat(fds[3], &st) < 0 || (uint64_t)st.st_size != req.payload_len) goto bad;
-  } else if (len - sizeof req != req.payload_len) {
-    goto bad;
-  }
-
-  /* The child reads everything from our memory while we go on: give it a
-     private copy, not the receive buffer the next message overwrites. */
-  err = ENOMEM;
-  if (!(m = calloc(1, sizeof *m)) || !(m->payload = malloc(req.payload_len ? req.payload_len : 1))) goto bad;
-  if (in_memfd) {
-    /* pread, never mmap: a sender that shrinks the memfd meanwhile gets a
-       short read and EPROTO, not our SIGBUS. */
-    size_t got = 0;
-    while (got < req.payload_len) {
-      ssize_t r = pread(fds[3], m->payload + got, req.payload_len - got, (off_t)got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
-    err = EPROTO;
-    if (got != req.payload_len) goto bad;
-  } else {
-    memcpy(m->payload, body + sizeof req, req.payload_len);
-  }
-  err = EPROTO;
-  char *p = m->payload, *end = m->payload + req.payload_len;
-  if (!(m->paths = take_strings(&p, end, req.npaths)) || !(m->argv = take_strings(&p, end, req.nargv)) ||
-      !(m->envp = take_strings(&p, end, req.nenv)))
-    goto bad;
-  char *cwd = NULL;
-  if (req.flags & CLONEFD_REQ_HAS_CWD) {
-    char *nul = memchr(p, '\0', (size_t)(end - p));
-    if (!nul) goto bad;
-    cwd = p;
-    p = nul + 1;
-  }
-  if (p != end) goto bad; /* every byte accounted for, or it is not ours */
-
-  for (uint32_t i = 0; i < req.nstdio; i++) {
-    int32_t k = req.stdio[i];
-    if (k == -1) m->stdio[i] = -1;
-    else if (k >= first_stdio && k < nfds) m->stdio[i] = fds[k];
-    else goto bad;
-  }
+  int err = ENOMEM;
+  if (!m) goto bad;
+  /* The child reads everything from our memory while we go on: the decoded
+     request is a private copy, not the receive buffer the next message
+     overwrites. */
+  if ((err = clonefd_spawn_decode(body, len, fds, nfds, &m->spec)) != 0) goto bad;
+  const struct clonefd_spawn *spec = &m->spec;
 
   struct clonefd_plan *plan = &m->plan;
-  plan->paths = (const char *const *)m->paths;
-  plan->argv = m->argv;
-  plan->envp = m->envp;
-  plan->cwd_fd = fds[1];
-  plan->cwd = cwd;
-  plan->stdio = m->stdio;
-  plan->nstdio = (int)req.nstdio;
-  plan->umask = (int)(req.umask & 0777);
-  plan->uid = req.uid;
-  plan->gid = req.gid;
-  if (req.flags & CLONEFD_REQ_SETSID) plan->flags |= CLONEFD_SETSID;
-  if (req.flags & CLONEFD_REQ_SETUID) plan->flags |= CLONEFD_SETUID;
-  if (req.flags & CLONEFD_REQ_SETGID) plan->flags |= CLONEFD_SETGID;
+  clonefd_plan_init(plan);
+  plan->paths = (const char *const *)spec->paths;
+  plan->argv = spec->argv;
+  plan->envp = spec->envp;
+  plan->cwd_fd = spec->cwd_fd;
+  plan->cwd = spec->cwd;
+  plan->stdio = spec->stdio;
+  plan->nstdio = (int)spec->req.nstdio;
+  plan->umask = (int)(spec->req.umask & 0777);
+  plan->uid = spec->req.uid;
+  plan->gid = spec->req.gid;
+  plan->flags = (int)(spec->req.flags & (CLONEFD_SETSID | CLONEFD_SETUID | CLONEFD_SETGID));
 
   if (!(m->stack = get_stack())) {
     err = ENOMEM;
     goto bad;
   }
-  plan->err_fd = fds[2]; /* Node's exec pipe */
+  plan->err_fd = spec->exec_fd; /* Node's exec pipe */
   int hold[2];
   if (pipe2(hold, O_CLOEXEC) < 0) {
     err = errno;
@@ -422,7 +334,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   ch->pidfd = pidfd;
   ch->record = record;
   ch->id = id;
-  ch->kill_with_parent = (req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
+  ch->kill_with_parent = (spec->req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
   ch->client = c;
   ch->next = children;
   children = ch;
@@ -437,11 +349,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   if (theirs < 0 || watch(pidfd, EPOLLIN, ch, TAG_PIDFD, EPOLL_CTL_ADD) < 0) {
     int watch_err = errno ? errno : ENOMEM;
     /* We could never reap it: it must not run. Kill, reap, refuse. */
-    SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    siginfo_t si;
-    long r;
-    do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, NULL);
-    while (r == -EINTR);
+    clonefd_kill_and_reap(pidfd);
     if (theirs >= 0) close(theirs);
     release_mem(ch);
     close(pidfd);
@@ -494,55 +402,27 @@ static void on_hold(struct child *ch) {
 }
 
 static void on_exit_ready(struct child *ch) {
-  struct clonefd_exit ex;
-  int r = clonefd_reap(ch->pidfd, ch->pid, &ex);
+  struct clonefd_record rec;
+  int r = clonefd_reap(ch->pidfd, ch->pid, &rec);
   if (r == -EAGAIN) return; /* not reapable yet: poll again */
   epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
   close(ch->pidfd);
   release_mem(ch); /* reaped: it certainly runs on nothing of ours */
-  struct {
-    struct clonefd_msg_header h;
-    struct clonefd_exit_msg e;
-  } msg;
-  memset(&msg, 0, sizeof msg);
-  header(&msg.h, CLONEFD_MSG_EXIT, ch->id);
-  msg.e.pid = ch->pid;
-  msg.e.utime = ex.utime;
-  msg.e.stime = ex.stime;
+  struct clonefd_exit_msg msg;
+  clonefd_exit_msg_init(&msg, ch->id, &rec);
   if (r == 0) {
-    msg.e.code = ex.code;
-    msg.e.status = ex.status;
-    msg.e.rusage_known = ex.rusage_known;
-    msg.e.ru_utime_us = (int64_t)ex.ru.ru_utime.tv_sec * 1000000 + ex.ru.ru_utime.tv_usec;
-    msg.e.ru_stime_us = (int64_t)ex.ru.ru_stime.tv_sec * 1000000 + ex.ru.ru_stime.tv_usec;
-    msg.e.ru_maxrss = ex.ru.ru_maxrss;
-    msg.e.ru_minflt = ex.ru.ru_minflt;
-    msg.e.ru_majflt = ex.ru.ru_majflt;
-    msg.e.ru_inblock = ex.ru.ru_inblock;
-    msg.e.ru_oublock = ex.ru.ru_oublock;
-    msg.e.ru_nvcsw = ex.ru.ru_nvcsw;
-    msg.e.ru_nivcsw = ex.ru.ru_nivcsw;
     /* The record first, then the message: whoever learns of the exit from
        the message (`exited`) finds the record in the pipe already. */
-    struct {
-      int32_t code, status;
-      uint64_t utime, stime;
-    } info = {ex.code, ex.status, ex.utime, ex.stime};
-    _Static_assert(sizeof info == 24, "struct clonefd_info is 24 bytes");
     ssize_t w;
-    do w = write(ch->record, &info, sizeof info);
+    do w = write(ch->record, &rec.info, sizeof rec.info);
     while (w < 0 && errno == EINTR);
     /* EPIPE: the reader closed its end; nobody wants the record. */
-    close(ch->record);
-    ch->record = -1;
-  } else {
-    /* The status could not be had (cannot happen for our own child, but
-       never leave Node waiting): code 0 and the errno. */
-    msg.e.code = 0;
-    msg.e.status = -r;
   }
+  /* Closed either way: the contract's EOF (with no record when the status
+     was lost, which cannot happen for our own child). */
+  close(ch->record);
+  ch->record = -1;
   send_msg(ch->client, &msg, sizeof msg, -1);
-  if (ch->record >= 0) close(ch->record);
   remove_child(ch);
 }
 
@@ -559,7 +439,7 @@ static void on_control(void) {
     close(CLONEFD_HELPER_CONTROL_FD);
     return;
   }
-  if (!trunc && n == (ssize_t)sizeof h && h.magic == CLONEFD_MAGIC && h.version == CLONEFD_PROTOCOL_VERSION &&
+  if (!trunc && n == (ssize_t)sizeof h && clonefd_msg_header_read(&h, sizeof h, &h) == 0 &&
       h.type == CLONEFD_MSG_HELLO && nfds == 1) {
     add_client(fds[0]);
     return;
@@ -590,13 +470,13 @@ static void on_client(struct client *c, uint32_t events) {
       close_fds(fds, nfds);
       continue; /* malformed, no id to answer: dropped */
     }
-    memcpy(&h, inbuf, sizeof h);
-    if (trunc && h.magic == CLONEFD_MAGIC) {
+    int ours = clonefd_msg_header_read(inbuf, (size_t)n, &h) == 0;
+    if (trunc && ours) {
       /* Too big, or too many fds for our table: say so, or Node waits. */
       reply_spawned(c, h.id, 0, trunc, CLONEFD_STAGE_NONE, -1);
       continue;
     }
-    if (h.magic != CLONEFD_MAGIC || h.version != CLONEFD_PROTOCOL_VERSION || h.type != CLONEFD_MSG_SPAWN) {
+    if (!ours || h.type != CLONEFD_MSG_SPAWN) {
       close_fds(fds, nfds);
       reply_spawned(c, h.id, 0, EPROTO, CLONEFD_STAGE_NONE, -1);
       continue;

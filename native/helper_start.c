@@ -14,23 +14,13 @@
 #include <unistd.h>
 
 #include "child.h"
-#include "fdpass.h"
 #include "helper_start.h"
+#include "memfd.h"
 #include "protocol.h"
 #include "reaper.h"
 #include "sys.h"
 
-#ifndef MFD_CLOEXEC
-#define MFD_CLOEXEC 0x0001U
-#endif
-#ifndef MFD_ALLOW_SEALING
-#define MFD_ALLOW_SEALING 0x0002U
-#endif
-#ifndef MFD_EXEC
-#define MFD_EXEC 0x0010U
-#endif
-
-/* The helper's bytes, generated at build time (tools/embed-helper.js). */
+/* The helper's bytes, generated at build time (native/embed-helper.js). */
 extern const unsigned char clonefd_helper_blob[];
 extern const unsigned long clonefd_helper_blob_len;
 
@@ -74,36 +64,12 @@ static int helper_alive(void) {
   return n == 0 || !(p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
-/* An executable memfd holding the embedded helper, or -errno. */
-static int helper_memfd(void) {
-  int fd = (int)syscall(SYS_memfd_create, "clonefd-helper", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
-  if (fd < 0 && errno == EINVAL) /* before 6.3 there is no MFD_EXEC; memfds are executable */
-    fd = (int)syscall(SYS_memfd_create, "clonefd-helper", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return -errno;
-  const unsigned char *p = clonefd_helper_blob;
-  unsigned long left = clonefd_helper_blob_len;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int err = -errno;
-      close(fd);
-      return err;
-    }
-    p += w;
-    left -= (unsigned long)w;
-  }
-  /* Nobody may change what we are about to run. */
-  fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
-  return fd;
-}
-
 static long start_locked(const char *fallback_path, int *stage) {
   *stage = CLONEFD_STAGE_NONE;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
   char memfd_path[32] = "";
-  int memfd = helper_memfd();
+  int memfd = clonefd_sealed_memfd("clonefd-helper", clonefd_helper_blob, clonefd_helper_blob_len, 1);
   if (memfd >= 0) snprintf(memfd_path, sizeof memfd_path, "/proc/self/fd/%d", memfd);
 
   /* Candidates in order; the exec loop moves on after EACCES (a memfd
@@ -125,15 +91,11 @@ static long start_locked(const char *fallback_path, int *stage) {
      control socket. Everything else is closed at exec. */
   int stdio[4] = {-1, -1, -1, sv[1]};
   struct clonefd_plan plan;
-  memset(&plan, 0, sizeof plan);
+  clonefd_plan_init(&plan);
   plan.paths = paths;
   plan.argv = argv;
   plan.envp = envp;
   plan.cwd = "/"; /* never pin a directory of Node's */
-  plan.cwd_fd = -1;
-  plan.umask = -1;
-  plan.err_fd = -1;
-  plan.hold_fd = -1;
   plan.stdio = stdio;
   plan.nstdio = 4;
   /* Same process group as Node, so its children get a terminal's Ctrl-C
@@ -196,16 +158,10 @@ int clonefd_helper_connect(long gen) {
     result = -errno;
     goto out;
   }
-  struct clonefd_msg_header h;
-  memset(&h, 0, sizeof h);
-  h.magic = CLONEFD_MAGIC;
-  h.version = CLONEFD_PROTOCOL_VERSION;
-  h.type = CLONEFD_MSG_HELLO;
-  struct iovec iov = {&h, sizeof h};
-  ssize_t n = clonefd_send_fds(control_fd, &iov, 1, &sv[1], 1, 0);
+  int r = clonefd_hello_send(control_fd, sv[1]);
   close(sv[1]);
-  if (n < 0) {
-    result = (int)n;
+  if (r < 0) {
+    result = r;
     close(sv[0]);
     goto out;
   }

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +14,6 @@
 
 #include "reap.h"
 #include "sys.h"
-
-#ifndef __WALL
-#define __WALL 0x40000000
-#endif
 
 /* PIDFD_GET_INFO (6.13) and PIDFD_INFO_EXIT (6.15), absent from Debian 12's
    headers. The first 64 bytes are the version-0 layout; exit_code took the
@@ -90,7 +87,7 @@ void clonefd_decode_wait_status(int wstatus, int32_t *code, int32_t *status) {
   }
 }
 
-static int from_pidfd_info(int pidfd, struct clonefd_exit *out) {
+static int from_pidfd_info(int pidfd, struct clonefd_record *out) {
   /* The kernel stores the exit info a moment after the reap: retry for up
      to ~100 ms. ENOTTY/EINVAL: no PIDFD_GET_INFO here (< 6.13). */
   for (int attempt = 0; attempt < 100; attempt++) {
@@ -99,64 +96,72 @@ static int from_pidfd_info(int pidfd, struct clonefd_exit *out) {
     info.mask = CLONEFD_PIDFD_INFO_EXIT;
     if (ioctl(pidfd, CLONEFD_PIDFD_GET_INFO, &info) == 0) {
       if (info.mask & CLONEFD_PIDFD_INFO_EXIT) {
-        clonefd_decode_wait_status(info.exit_code, &out->code, &out->status);
+        clonefd_decode_wait_status(info.exit_code, &out->info.code, &out->info.status);
         out->source = CLONEFD_SOURCE_PIDFD_INFO;
         return 0;
       }
     } else if (errno != ESRCH && errno != EINTR) {
-      return -ECHILD;
+      break;
     }
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
+  clonefd_record_lost(out, ECHILD);
   return -ECHILD;
 }
 
-int clonefd_reap(int pidfd, pid_t pid, struct clonefd_exit *out) {
-  memset(out, 0, sizeof *out);
-  out->utime = out->stime = CLONEFD_TIME_UNKNOWN;
+int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out) {
+  clonefd_record_init(out, pid, CLONEFD_SOURCE_WAITID);
   uint64_t u, s;
   int have_times = clonefd_zombie_times(pid, &u, &s, NULL) == 0;
 
   siginfo_t si;
+  struct rusage ru;
   memset(&si, 0, sizeof si);
-  long r;
-  /* glibc's waitid() has no rusage argument: the raw call does. */
-  do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, &out->ru);
-  while (r == -EINTR);
+  long r = sys_waitid_pidfd(pidfd, &si, WEXITED | __WALL, &ru);
   if (r == 0) {
-    out->code = si.si_code;
-    out->status = si.si_status;
-    out->source = CLONEFD_SOURCE_WAITID;
-    out->rusage_known = 1;
+    out->info.code = si.si_code;
+    out->info.status = si.si_status;
+    clonefd_record_set_rusage(out, &ru);
     if (have_times) {
-      out->utime = u;
-      out->stime = s;
+      out->info.utime = u;
+      out->info.stime = s;
     }
     return 0;
   }
-  memset(&out->ru, 0, sizeof out->ru);
-  if (r != -ECHILD) return (int)r;
+  if (r != -ECHILD) {
+    clonefd_record_lost(out, (int)-r);
+    return (int)r;
+  }
   /* Someone else's waitpid(-1) won: the zombie we read may not even have
      been ours by then, so its times are dropped. */
   return from_pidfd_info(pidfd, out);
 }
 
-int clonefd_recover(int pidfd, pid_t pid, struct clonefd_exit *out) {
-  memset(out, 0, sizeof *out);
-  out->utime = out->stime = CLONEFD_TIME_UNKNOWN;
+int clonefd_recover(int pidfd, pid_t pid, struct clonefd_record *out) {
+  clonefd_record_init(out, pid, CLONEFD_SOURCE_ZOMBIE);
   uint64_t u, s;
   int wstatus;
   if (clonefd_zombie_times(pid, &u, &s, &wstatus) == 0) {
     /* The pid is only reusable after the reap; if the pidfd's process is
        still there (a zombie takes signal 0), what we read was ours. */
     if (SYS4(__NR_pidfd_send_signal, pidfd, 0, NULL, 0) == 0) {
-      clonefd_decode_wait_status(wstatus, &out->code, &out->status);
-      out->utime = u;
-      out->stime = s;
-      out->source = CLONEFD_SOURCE_PIDFD_INFO;
+      clonefd_decode_wait_status(wstatus, &out->info.code, &out->info.status);
+      out->info.utime = u;
+      out->info.stime = s;
       return 0;
     }
   }
   return from_pidfd_info(pidfd, out);
+}
+
+void clonefd_kill_and_reap(int pidfd) {
+  SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+  for (;;) {
+    struct pollfd p = {pidfd, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0 && errno != EINTR) return;
+    siginfo_t si;
+    long r = sys_waitid_pidfd(pidfd, &si, WEXITED | __WALL, NULL);
+    if (r != -EAGAIN) return; /* reaped, or nothing left to reap */
+  }
 }

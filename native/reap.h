@@ -1,36 +1,19 @@
 /*
- * Turning an exited child into the seed's record. Shared by every engine:
- * read the zombie's own CPU times, reap it through its pidfd, and when
- * someone else reaped it first, ask the kernel for the status it kept.
+ * Turning an exited child into its record (record.h). Shared by every
+ * engine: read the zombie's own CPU times, reap it through its pidfd, and
+ * when someone else reaped it first, ask the kernel for the status it kept.
  */
 #ifndef CLONEFD_REAP_H
 #define CLONEFD_REAP_H
 
 #include <stdint.h>
-#include <sys/resource.h>
 #include <sys/types.h>
+
+#include "record.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define CLONEFD_TIME_UNKNOWN UINT64_MAX
-
-/* How the status was obtained. */
-enum clonefd_source {
-  CLONEFD_SOURCE_WAITID = 0,    /* we reaped it: times and rusage known */
-  CLONEFD_SOURCE_PIDFD_INFO = 1,/* a foreign reaper won: PIDFD_INFO_EXIT */
-};
-
-struct clonefd_exit {
-  int32_t code;   /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
-  int32_t status; /* exit code or signal number */
-  uint64_t utime; /* clock ticks, the child's own; CLONEFD_TIME_UNKNOWN */
-  uint64_t stime;
-  int source;
-  int rusage_known;
-  struct rusage ru; /* the child and its reaped descendants */
-};
 
 /*
  * The seed's utime/stime: fields 14 and 15 of /proc/<pid>/stat, taken only
@@ -41,22 +24,29 @@ struct clonefd_exit {
 int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime, int *exit_code);
 
 /*
- * The record of a child that is not ours to reap (its helper died and it
- * was reparented): from the zombie's /proc/<pid>/stat while it lasts, else
- * PIDFD_INFO_EXIT with times unknown. Call once the pidfd is readable.
- * Returns 0, or -ECHILD when the status is lost.
+ * Reap an exited child through its pidfd into *out. Call it once the pidfd
+ * polls readable. Order (docs/ARCHITECTURE.md, "reaping"): zombie times
+ * first, then waitid(P_PIDFD, WEXITED|__WALL) with rusage; on ECHILD (a
+ * foreign reaper won) the times are dropped and PIDFD_GET_INFO /
+ * PIDFD_INFO_EXIT is asked, briefly retried. Returns 0; or -errno with *out
+ * marked lost (-ECHILD: a kernel before 6.15 kept no status).
  */
-int clonefd_recover(int pidfd, pid_t pid, struct clonefd_exit *out);
+int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out);
 
 /*
- * Reap an exited child through its pidfd and fill *out. Call it once the
- * pidfd polls readable (the process has exited). Order (SPEC §5): zombie
- * times first, then waitid(P_PIDFD, WEXITED|__WALL) with rusage; on ECHILD
- * the times are dropped and PIDFD_GET_INFO/PIDFD_INFO_EXIT is asked,
- * briefly retried. Returns 0, or -ECHILD when the status is lost (a kernel
- * before 6.15 and a foreign reaper), or another -errno.
+ * The record of a child that is not ours to reap (its helper died and it
+ * was reparented): from the zombie's /proc/<pid>/stat while it lasts
+ * (source ZOMBIE, times known), else PIDFD_INFO_EXIT with times unknown.
+ * Call once the pidfd is readable. Returns 0, or -ECHILD (lost).
  */
-int clonefd_reap(int pidfd, pid_t pid, struct clonefd_exit *out);
+int clonefd_recover(int pidfd, pid_t pid, struct clonefd_record *out);
+
+/*
+ * The last resort for a child that must not outlive a failure: SIGKILL
+ * through its pidfd, wait for the exit whatever the fd's O_NONBLOCK, reap.
+ * Blocks only as long as the kernel takes to kill it.
+ */
+void clonefd_kill_and_reap(int pidfd);
 
 /* Wait status (as waitpid gives) to the seed's code/status pair. */
 void clonefd_decode_wait_status(int wstatus, int32_t *code, int32_t *status);

@@ -11,10 +11,6 @@
 #include "reaper.h"
 #include "sys.h"
 
-#ifndef __WALL
-#define __WALL 0x40000000
-#endif
-
 /* Plain statics with constant initialisers: nothing to destroy at exit
    while the detached thread may still run. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -33,9 +29,8 @@ static void *reaper_main(void *arg) {
     for (int i = 0; i < n; i++) {
       int fd = ev[i].data.fd;
       siginfo_t si;
-      long r;
-      do r = SYS5(__NR_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG | __WALL, NULL);
-      while (r == -EINTR);
+      si.si_pid = 0;
+      long r = sys_waitid_pidfd(fd, &si, WEXITED | WNOHANG | __WALL, NULL);
       /* WNOHANG with si_pid 0: readable but not reapable yet (cannot happen
          for an exited child; keep polling rather than guess). */
       if (r == 0 && si.si_pid == 0) continue;

@@ -11,10 +11,6 @@
 #include "child.h"
 #include "sys.h"
 
-#ifndef __WALL
-#define __WALL 0x40000000
-#endif
-
 /*
  * clone3 with a stack needs a trampoline: the child returns from the
  * system call on the new, empty stack, so it cannot return into C. Both
@@ -134,9 +130,7 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
        resumes us at its mm release). Reap it now so no zombie remains. */
     int err = plan->err;
     siginfo_t si;
-    long r;
-    do r = SYS5(__NR_waitid, P_PIDFD, pidfd, &si, WEXITED | __WALL, NULL);
-    while (r == -EINTR);
+    sys_waitid_pidfd(pidfd, &si, WEXITED | __WALL, NULL);
     SYS1(__NR_close, pidfd);
     return -err;
   }

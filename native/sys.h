@@ -7,8 +7,11 @@
 #ifndef CLONEFD_SYS_H
 #define CLONEFD_SYS_H
 
+#include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #if defined(__x86_64__)
@@ -73,6 +76,9 @@ static inline long sys_call6(long n, long a, long b, long c, long d, long e, lon
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+#ifndef __WALL
+#define __WALL 0x40000000 /* waitid: children of any exit signal (ours have none) */
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -87,5 +93,16 @@ struct kernel_sigaction {
   void (*restorer)(void);
   uint64_t mask;
 };
+
+/*
+ * waitid(P_PIDFD, pidfd, ...) as the raw system call (glibc's wrapper has no
+ * rusage argument), retried on EINTR. Returns 0 or -errno.
+ */
+static inline long sys_waitid_pidfd(int pidfd, siginfo_t *si, int options, struct rusage *ru) {
+  long r;
+  do r = SYS5(__NR_waitid, P_PIDFD, pidfd, si, options, ru);
+  while (r == -EINTR);
+  return r;
+}
 
 #endif

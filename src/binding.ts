@@ -1,14 +1,17 @@
 // The one place the native addon is loaded, typed by a hand-written
-// interface of what native/addon.cc exports. Everything here is raw:
-// numbers, negative errnos, opaque child handles.
+// interface of what native/addon/addon.cc exports. Everything here is raw:
+// numbers, negative errnos, opaque handles, records as Float64Arrays in the
+// slot layout of src/abi.ts (checked against the addon's own at load).
 import path from 'node:path';
 import load from 'node-gyp-build';
+import { layoutMismatches } from './abi';
 
-/** Opaque native child (an External with a type tag). */
-export type NativeChild = { readonly __nativeChild: unique symbol };
+/** Opaque native watch: a direct-engine child or a watched fd (an External with a type tag). */
+export type NativeWatch = { readonly __nativeWatch: unique symbol };
 
 export interface NativeBinding {
-  /** out = [errno, stage, pid]; undefined on failure (out[0] > 0). */
+  // ---- the direct engine (native/addon/direct.cc)
+  /** out = [errno, stage, pid]; undefined on failure (out[0] > 0, nothing left). onExit(record) once, from the loop. */
   spawn(
     paths: string[],
     argv: string[],
@@ -18,29 +21,26 @@ export interface NativeBinding {
     flags: number,
     uid: number,
     gid: number,
-    onExit: (record: Float64Array | number) => void,
+    onExit: (record: Float64Array) => void,
     out: Int32Array,
-  ): NativeChild | undefined;
+  ): NativeWatch | undefined;
   /** Reap now: the record, or -EAGAIN (running, non-blocking), -ECHILD (already reaped), -errno. */
-  reap(child: NativeChild, block: boolean): Float64Array | number;
-  kill(child: NativeChild, signal: number): number;
-  ref(child: NativeChild, on: boolean): void;
-  openPidfd(child: NativeChild, cloexec: boolean, nonblock: boolean): number;
-  /** Closes an fd the addon created (and forgets it as a user fd). 0 or -errno. */
-  closeFd(fd: number): number;
-  socketPair(): [number, number] | number;
-  fdFlags(fd: number): [number, number] | number;
-  setLegacyClone(on: boolean): void;
+  reap(child: NativeWatch, block: boolean): Float64Array | number;
+  kill(child: NativeWatch, signal: number): number;
+  ref(watch: NativeWatch, on: boolean): void;
+  openPidfd(child: NativeWatch, cloexec: boolean, nonblock: boolean): number;
   clonePath(): 'clone3' | 'clone';
   reaperPending(): number;
   probe(): number;
-  readonly recordSize: number;
-  /** Helper engine (native/addon.cc "the helper engine's primitives"). */
-  watchFd(fd: number, onReadable: () => void): NativeChild | number;
-  unwatch(watch: NativeChild): void;
+
+  // ---- the helper engine's client (native/addon/helper_client.cc)
+  /** The watch owns fd from now on (also when this fails: -errno). onReadable returns true while there may be more. */
+  watchFd(fd: number, onReadable: () => boolean): NativeWatch | number;
+  unwatch(watch: NativeWatch): void;
   helperEnsure(fallbackPath: string, out: Int32Array): number;
   helperConnect(generation: number): number;
   helperPid(): number;
+  /** 0: sent, out = [recordFd, pid, execErrno, stage]; -errno: not sent, nothing open. */
   helperSpawn(
     sock: number,
     id: number,
@@ -52,10 +52,32 @@ export interface NativeBinding {
     flags: number,
     uid: number,
     gid: number,
-    recordWriteFd: number,
-    execWriteFd: number,
+    userFlags: number,
+    out: Int32Array,
   ): number;
+  /** A reply (a fresh Float64Array, abi.ts Msg layout), 0 at EOF, or -errno (-EAGAIN, -EPROTO). */
+  helperRecv(sock: number, block: boolean): Float64Array | number;
+  readRecord(fd: number, block: boolean, exitFd: number, pid: number): Float64Array | number;
+  /** The record (possibly marked lost), or -EAGAIN while the child runs. */
+  recoverExit(pidfd: number, pid: number): Float64Array | number;
+  dupUserFd(fd: number, cloexec: boolean, nonblock: boolean): number;
+
+  // ---- fds and signals (native/addon/fds.cc)
+  /** Closes an fd the addon created (and forgets it as a user fd). 0 or -errno. */
+  closeFd(fd: number): number;
+  socketPair(): [number, number] | number;
   pipe(): [number, number] | number;
+  fdFlags(fd: number): [number, number] | number;
+  fdValid(fd: number): boolean;
+  waitReadable(fd: number): number;
+  killPidfd(pidfd: number, signal: number): number;
+  killPid(pid: number, signal: number): number;
+
+  // ---- the environment (native/addon/env.cc)
+  /** Reports err as an uncaught exception now, in the current async context. */
+  fatalException(err: unknown): void;
+
+  // ---- spawnSync (native/addon/sync.cc)
   drainSync(
     readFds: Int32Array,
     writeFd: number,
@@ -66,17 +88,9 @@ export interface NativeBinding {
     maxBuffer: number,
     killSignal: number,
   ): { outputs: Buffer[]; timedOut: boolean; overflow: boolean; error: number };
-  waitExec(readEnd: number, out: Int32Array): number;
-  helperRecv(sock: number, out: Float64Array, block: boolean): number;
-  recordPipe(cloexec: boolean, nonblock: boolean): [number, number] | number;
-  dupUserFd(fd: number, cloexec: boolean, nonblock: boolean): number;
-  readRecord(fd: number, block: boolean, exitFd: number): Float64Array | number;
-  killPidfd(pidfd: number, signal: number): number;
-  killPid(pid: number, signal: number): number;
-  fdValid(fd: number): boolean;
-  waitReadable(fd: number): number;
-  recoverExit(pidfd: number, pid: number): Float64Array | number;
-  readonly messageSize: number;
+
+  /** The native side of every value src/abi.ts mirrors. */
+  readonly layout: Record<string, number>;
   /** sysconf(_SC_CLK_TCK): the unit of utime/stime. */
   readonly clockTicks: number;
 }
@@ -86,55 +100,7 @@ export const binding = load(root) as NativeBinding;
 /** Where the loaded addon lives (build/Release or prebuilds/<platform>). */
 export const bindingPath: string = (load as unknown as { resolve(dir: string): string }).resolve(root);
 
-/** Slots of the Float64Array record (native/addon.cc RecordSlot). */
-export enum Slot {
-  Code = 0,
-  Status,
-  Utime,
-  Stime,
-  Pid,
-  Source,
-  RusageKnown,
-  RuUtimeUs,
-  RuStimeUs,
-  MaxRss,
-  Minflt,
-  Majflt,
-  Inblock,
-  Oublock,
-  Nvcsw,
-  Nivcsw,
-  Size,
-}
-
-/** native/child.h enum clonefd_stage. */
-export enum Stage {
-  None = 0,
-  Stdio = 1,
-  DevNull = 2,
-  Close = 3,
-  Chdir = 4,
-  Setsid = 5,
-  Setgid = 6,
-  Setuid = 7,
-  Signals = 8,
-  Exec = 9,
-  Clone = 10,
-  Watch = 11,
-}
-
-/**
- * Spawn flags: native/child.h's plan flags, plus KillWithParent; the
- * helper's wire flags (native/protocol.h CLONEFD_REQ_*) have the same
- * values.
- */
-export enum PlanFlag {
-  Setsid = 0x1,
-  Setuid = 0x2,
-  Setgid = 0x4,
-  KillWithParent = 0x8,
-}
-
-if (binding.recordSize !== Slot.Size) {
-  throw new Error(`clonefd: native record has ${binding.recordSize} slots, expected ${Slot.Size}: rebuild the addon`);
+const mismatches = layoutMismatches(binding.layout);
+if (mismatches.length > 0) {
+  throw new Error(`clonefd: the addon at ${bindingPath} does not match this JavaScript (${mismatches.join('; ')}): rebuild it`);
 }

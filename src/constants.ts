@@ -1,5 +1,5 @@
 import { constants as fsConstants } from 'node:fs';
-import { binding } from './binding';
+import { INFO_SIZE } from './abi';
 
 /** Linux's O_CLOEXEC (0o2000000); `fs.constants` does not export it. */
 export const O_CLOEXEC = 0o2000000;
@@ -14,7 +14,4 @@ export const CLD_KILLED = 2;
 export const CLD_DUMPED = 3;
 
 /** Size of `struct clonefd_info` in bytes. */
-export const CLONEFD_INFO_SIZE = 24;
-
-/** Clock ticks per second (`sysconf(_SC_CLK_TCK)`): the unit of `utime` and `stime`. */
-export const CLK_TCK: number = binding.clockTicks;
+export const CLONEFD_INFO_SIZE = INFO_SIZE;

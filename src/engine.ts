@@ -1,17 +1,42 @@
 // What an engine is: something that creates a child from a validated
-// request, watches it, reaps it and hands back the raw record. The
-// Subprocess layer above is the same for every engine.
+// request, watches it, reaps it and hands back its record. The Subprocess
+// layer above is the same for every engine; the engines are
+// src/engines/direct.ts and src/engines/helper.ts. This file also holds
+// what both share: the pidfd probe, spawn errors, and the one place exits
+// are delivered.
+import { AsyncResource } from 'node:async_hooks';
+import { CODE_LOST, Slot, Stage } from './abi';
+import { binding } from './binding';
+import { SystemError } from './errors';
 import type { SpawnRequest } from './options';
 
-/** Native record (binding.ts Slot layout) or a negative errno. */
-export type RawExit = Float64Array | number;
+/**
+ * A child's record (src/abi.ts Slot layout). Code CODE_LOST means the
+ * status was lost; its `status` slot is the errno then.
+ */
+export type ExitRecord = Float64Array;
+
+/** A record saying that the status of `pid` was lost, with errno `err`. */
+export function lostRecord(pid: number, err: number): ExitRecord {
+  const rec = new Float64Array(Slot.Count);
+  rec[Slot.Code] = CODE_LOST;
+  rec[Slot.Status] = err;
+  rec[Slot.Utime] = rec[Slot.Stime] = -1;
+  rec[Slot.Pid] = pid;
+  return rec;
+}
+
+/** The errno of a lost record, or 0 when the record has a status. */
+export function lostErrno(rec: ExitRecord): number {
+  return rec[Slot.Code] === CODE_LOST ? rec[Slot.Status] : 0;
+}
 
 /**
- * Called once per child with its record (or -errno when the status was
- * lost). `sync` is true when a synchronous read() produced it, so events
- * must be deferred rather than emitted from inside the read.
+ * Called once per child with its record. `sync` is true when a synchronous
+ * read() produced it, so events must be deferred rather than emitted from
+ * inside the read.
  */
-export type ExitFn = (raw: RawExit, sync: boolean) => void;
+export type ExitFn = (record: ExitRecord, sync: boolean) => void;
 
 export interface EngineChild {
   readonly pid: number;
@@ -33,7 +58,7 @@ export interface EngineChild {
    * (the exit has been delivered through ExitFn by then), later ones
    * `null` (EOF). -EAGAIN before exit when block is false; other -errno.
    */
-  readContract(block: boolean): RawExit | null;
+  readContract(block: boolean): ExitRecord | number | null;
   /** After the exit, if the user never took the fds: release what only served the contract. */
   release(): void;
 }
@@ -45,3 +70,73 @@ export interface EngineChild {
  * (O_CLOEXEC | O_NONBLOCK) apply to the user's fds.
  */
 export type SpawnFn = (req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn) => EngineChild;
+
+let probed = false;
+
+/** pidfds are needed by every engine: probed once (waitid(P_PIDFD) exists since 5.4). */
+export function probePidfd(): void {
+  if (probed) return;
+  const r = binding.probe();
+  if (r < 0) {
+    throw new SystemError(-r, 'waitid', {
+      detail: 'clonefd needs pidfds (Linux >= 5.4 with waitid(P_PIDFD)); this kernel has none',
+    });
+  }
+  probed = true;
+}
+
+/** Words that say which step of the spawn failed (src/abi.ts Stage). */
+export function stageDetail(stage: number, req: SpawnRequest): string | undefined {
+  switch (stage) {
+    case Stage.Stdio: return 'while mapping stdio into the child';
+    case Stage.DevNull: return 'while opening /dev/null for ignored stdio';
+    case Stage.Close: return 'while closing inherited fds in the child';
+    case Stage.Chdir: return `while changing to cwd ${JSON.stringify(req.cwd ?? process.cwd())}`;
+    case Stage.Setsid: return 'while starting a new session (detached)';
+    case Stage.Setgid: return `while setting gid ${req.gid}`;
+    case Stage.Setuid: return `while setting uid ${req.uid}`;
+    case Stage.Signals: return 'while resetting signals in the child';
+    case Stage.Clone: return 'clone failed: no child was created';
+    case Stage.Watch: return 'the child could not be watched and was killed';
+    default: return undefined;
+  }
+}
+
+/** The SystemError of a spawn that failed with errno at stage. */
+export function spawnError(errno: number, stage: number, req: SpawnRequest, detail?: string): SystemError {
+  return new SystemError(errno, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: detail ?? stageDetail(stage, req) });
+}
+
+/**
+ * The one place a child's exit reaches the layers above, for both engines.
+ * The delivery runs in the child's own async context, made at spawn (so
+ * AsyncLocalStorage and async_hooks see the spawner's), and a listener
+ * that throws is reported as an uncaught exception right there, inside
+ * that context, without stopping the delivery of other exits.
+ */
+export class ExitDelivery {
+  readonly #resource = new AsyncResource('CLONEFD_CHILD');
+  #done = false;
+
+  constructor(private readonly onExit: ExitFn) {}
+
+  deliver(record: ExitRecord, sync: boolean): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (sync) {
+      // Inside a read(): the Subprocess defers its events to a tick.
+      this.onExit(record, true);
+    } else {
+      this.#resource.runInAsyncScope(this.#run, this, record);
+    }
+    this.#resource.emitDestroy();
+  }
+
+  #run(record: ExitRecord): void {
+    try {
+      this.onExit(record, false);
+    } catch (err) {
+      binding.fatalException(err);
+    }
+  }
+}

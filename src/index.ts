@@ -2,17 +2,21 @@
  * clonefd: launch and manage child processes through file descriptors,
  * without SIGCHLD. The 2015 CLONE_FD design on today's pidfds.
  */
-import { spawnDirect } from './direct';
-import { spawnHelper } from './helper';
+import { binding } from './binding';
 import type { SpawnFn } from './engine';
+import { spawnDirect } from './engines/direct';
+import { spawnHelper } from './engines/helper';
 import { normalize, type ClonefdOptions, type Engine, type SpawnOptions } from './options';
 import { Subprocess, validateFlags } from './subprocess';
 
 export { ClonefdInfo, type Rusage } from './info';
-export { O_CLOEXEC, O_NONBLOCK, CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLONEFD_INFO_SIZE, CLK_TCK } from './constants';
+export { O_CLOEXEC, O_NONBLOCK, CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLONEFD_INFO_SIZE } from './constants';
 export { SystemError, AbortError } from './errors';
 export { Subprocess, type SubprocessEvents } from './subprocess';
 export type { SpawnOptions, ClonefdOptions, StdioEntry, StdioName, Engine } from './options';
+
+/** Clock ticks per second (`sysconf(_SC_CLK_TCK)`): the unit of `utime` and `stime`. */
+export const CLK_TCK: number = binding.clockTicks;
 
 /** The handle `clonefd()` returns: `{ pid, fd, pidfd, read(), readAsync(), close() }` and more. */
 export type ClonefdHandle = Subprocess;

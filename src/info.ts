@@ -2,7 +2,7 @@
 import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONEFD_INFO_SIZE } from './constants';
 import { invalidArgType, invalidArgValue } from './errors';
 import { signalName } from './signals';
-import { Slot } from './binding';
+import { Slot, Source } from './abi';
 
 /** Resource usage of the child and its reaped descendants (waitid's rusage). */
 export interface Rusage {
@@ -129,7 +129,7 @@ export class ClonefdInfo {
     };
   }
 
-  /** @internal From the native record (binding.ts Slot layout). */
+  /** @internal From a native record (src/abi.ts Slot layout) that has a status. */
   static fromRecord(r: Float64Array): ClonefdInfo {
     const time = (v: number): number | null => (v < 0 ? null : v);
     const rusage: Rusage | null =
@@ -153,7 +153,7 @@ export class ClonefdInfo {
       stime: time(r[Slot.Stime]),
       pid: r[Slot.Pid],
       rusage,
-      reapedElsewhere: r[Slot.Source] === 1,
+      reapedElsewhere: r[Slot.Source] === Source.PidfdInfo,
     });
   }
 }

@@ -3,9 +3,9 @@
 // request that an engine executes.
 import { isMainThread } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { PlanFlag } from './binding';
+import { MAX_STDIO, MAX_STDIO_HELPER, SpawnFlag } from './abi';
 import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
-import { toSignalNumber } from './signals';
+import { DEFAULT_KILL_SIGNAL, toSignalNumber } from './signals';
 
 export type StdioName = 'pipe' | 'overlapped' | 'ignore' | 'inherit';
 /** A stream (net.Socket, fs stream, process.stdout...) that has an fd. */
@@ -74,10 +74,6 @@ export interface SpawnRequest {
   engine: Engine;
 }
 
-/** Bounds the child's stack use (native/child.c MAX_STDIO). */
-export const MAX_STDIO = 256;
-/** A request to the helper carries at most this many stdio slots (native/protocol.h). */
-export const MAX_STDIO_HELPER = 60;
 const INT32_MAX = 2 ** 31 - 1;
 const DEFAULT_PATH = '/usr/bin:/bin';
 
@@ -201,7 +197,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
     if (o.timeout < 0 || o.timeout > INT32_MAX) throw outOfRange('options.timeout', `>= 0 && <= ${INT32_MAX}`, o.timeout);
     timeout = o.timeout;
   }
-  const killSignal = o.killSignal === undefined || o.killSignal === null ? 15 : toSignalNumber(o.killSignal, 'options.killSignal');
+  const killSignal = o.killSignal === undefined || o.killSignal === null ? DEFAULT_KILL_SIGNAL : toSignalNumber(o.killSignal, 'options.killSignal');
 
   if (o.signal !== undefined && o.signal !== null) {
     const sig = o.signal as Partial<AbortSignal>;
@@ -243,12 +239,12 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   };
 }
 
-/** The request's spawn flags (binding.ts PlanFlag), the same for every engine. */
+/** The request's spawn flags (src/abi.ts SpawnFlag), the same for every engine. */
 export function spawnFlags(req: SpawnRequest): number {
   let flags = 0;
-  if (req.detached) flags |= PlanFlag.Setsid;
-  if (req.uid !== undefined) flags |= PlanFlag.Setuid;
-  if (req.gid !== undefined) flags |= PlanFlag.Setgid;
-  if (req.killWithParent) flags |= PlanFlag.KillWithParent;
+  if (req.detached) flags |= SpawnFlag.Setsid;
+  if (req.uid !== undefined) flags |= SpawnFlag.Setuid;
+  if (req.gid !== undefined) flags |= SpawnFlag.Setgid;
+  if (req.killWithParent) flags |= SpawnFlag.KillWithParent;
   return flags;
 }

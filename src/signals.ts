@@ -9,6 +9,11 @@ for (const [name, num] of Object.entries(byName)) {
   if (!byNumber.has(num)) byNumber.set(num, name);
 }
 
+export const SIGKILL: number = byName.SIGKILL;
+export const SIGTERM: number = byName.SIGTERM;
+/** What kill() and killSignal default to, as in child_process. */
+export const DEFAULT_KILL_SIGNAL = SIGTERM;
+
 /** Highest signal number on Linux (SIGRTMAX). */
 const SIGRTMAX = 64;
 

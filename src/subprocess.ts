@@ -5,11 +5,11 @@ import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { binding } from './binding';
 import { O_CLOEXEC, O_NONBLOCK } from './constants';
-import type { EngineChild, RawExit, SpawnFn } from './engine';
+import { lostErrno, type EngineChild, type ExitRecord, type SpawnFn } from './engine';
 import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
 import type { SpawnRequest } from './options';
-import { toSignalNumber } from './signals';
+import { SIGKILL, toSignalNumber } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
 
 
@@ -92,7 +92,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const { fds, parentEnds } = openStdio(req);
     let child: EngineChild;
     try {
-      child = engine(req, fds, this.#flags, (raw, sync) => this.#settle(raw, sync));
+      child = engine(req, fds, this.#flags, (record, sync) => this.#settle(record, sync));
     } catch (err) {
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       throw err;
@@ -118,7 +118,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     } catch (err) {
       // The child exists but its handle cannot be completed: it must not
       // outlive this failed spawn. The engine still reaps it.
-      child.kill(9);
+      child.kill(SIGKILL);
       for (const [i, end] of parentEnds.entries()) {
         const stream = streams[i];
         if (stream) stream.destroy();
@@ -168,7 +168,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     if (raw === -EAGAIN) throw new SystemError(EAGAIN, 'read', { detail: `child ${this.pid} is still running` });
     if (typeof raw === 'number' || this.info === null) {
       // The status was lost (see `exited`): report it as the read's error.
-      throw new SystemError(typeof raw === 'number' ? -raw : ECHILD, 'read', { detail: `the status of child ${this.pid} was lost` });
+      const errno = typeof raw === 'number' ? -raw : lostErrno(raw) || ECHILD;
+      throw new SystemError(errno, 'read', { detail: `the status of child ${this.pid} was lost` });
     }
     return this.info;
   }
@@ -248,7 +249,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#child.kill(signal); // ESRCH: it exited meanwhile, nothing to do
   }
 
-  #settle(raw: RawExit, sync: boolean): void {
+  #settle(record: ExitRecord, sync: boolean): void {
     if (this.#settled) return;
     this.#settled = true;
     if (this.#timer) clearTimeout(this.#timer);
@@ -259,9 +260,10 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     // A spawn() child whose fds nobody took: the engine may let go of
     // what only served the contract (the record stays readable here).
     if (this.#lease === null) this.#child.release();
-    if (typeof raw === 'number') {
-      const err = new SystemError(-raw, 'waitid', {
-        detail: raw === -ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
+    const lost = lostErrno(record);
+    if (lost !== 0) {
+      const err = new SystemError(lost, 'waitid', {
+        detail: lost === ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
       });
       this.#reject(err);
       if (this.listenerCount('error') > 0) {
@@ -270,7 +272,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       }
       return;
     }
-    const info = ClonefdInfo.fromRecord(raw);
+    const info = ClonefdInfo.fromRecord(record);
     this.info = info;
     this.exitCode = info.exitCode;
     this.signalCode = info.signal;

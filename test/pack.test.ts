@@ -205,18 +205,18 @@ describe('the packed package, installed from its tarball', () => {
 
   it('holds the compiled library, the sources to rebuild and the prebuild with its helper, nothing else', () => {
     const paths = packed.map((f) => f.path);
-    for (const p of ['package.json', 'README.md', 'binding.gyp', 'lib/index.js', 'lib/index.d.ts', 'native/addon.cc', 'native/helper.c', 'native/embed-helper.js']) {
+    for (const p of ['package.json', 'README.md', 'binding.gyp', 'lib/index.js', 'lib/index.d.ts', 'native/addon/addon.cc', 'native/helper.c', 'native/embed-helper.js']) {
       expect(paths).toContain(p);
     }
     // Everything binding.gyp builds from, for machines without a matching prebuild.
-    const gypSources = readFileSync(path.join(root, 'binding.gyp'), 'utf8').match(/native\/[\w.-]+/g) ?? [];
+    const gypSources = readFileSync(path.join(root, 'binding.gyp'), 'utf8').match(/native\/[\w./-]+\.(?:c|cc|h|js)\b/g) ?? [];
     expect(gypSources.length).toBeGreaterThan(0);
     for (const p of gypSources) expect(paths).toContain(p);
     expect(paths).toContain(`prebuilds/${tuple}/${addonName}`);
     const helper = packed.find((f) => f.path === `prebuilds/${tuple}/${helperName}`);
     expect(helper, 'the helper executable next to the addon').toBeDefined();
     expect(helper!.mode & 0o111).toBe(0o111);
-    const unexpected = paths.filter((p) => !/^(package\.json|README\.md|LICENSE|binding\.gyp|lib\/[^/]+\.(js|d\.ts)|native\/[^/]+|prebuilds\/[^/]+\/[^/]+)$/.test(p));
+    const unexpected = paths.filter((p) => !/^(package\.json|README\.md|LICENSE|binding\.gyp|lib\/((engines|compat)\/)?[^/]+\.(js|d\.ts)|native\/(addon\/)?[^/]+|prebuilds\/[^/]+\/[^/]+)$/.test(p));
     expect(unexpected).toEqual([]);
   });
 

@@ -6,36 +6,23 @@
 // message on that socket (with the full rusage: `exited`, 'exit') and as
 // the 24-byte struct clonefd_info in the child's record pipe, whose read
 // end is the handle's `fd` (the contract, readable by any code).
-import { AsyncResource } from 'node:async_hooks';
+// docs/ARCHITECTURE.md has the whole sequence.
 import path from 'node:path';
-import { binding, bindingPath, type NativeChild } from './binding';
-import { O_CLOEXEC, O_NONBLOCK } from './constants';
-import { probePidfd, spawnError } from './direct';
-import type { EngineChild, ExitFn, RawExit, SpawnFn } from './engine';
-import { SystemError } from './errors';
-import { spawnFlags, type SpawnRequest } from './options';
-import { EAGAIN, EBADF, ECHILD, ECONNRESET, EPIPE, EPROTO, ESRCH } from './errno';
+import { Msg, MsgType } from '../abi';
+import { binding, bindingPath, type NativeWatch } from '../binding';
+import { O_CLOEXEC, O_NONBLOCK } from '../constants';
+import { ExitDelivery, lostRecord, probePidfd, spawnError, type EngineChild, type ExitFn, type ExitRecord, type SpawnFn } from '../engine';
+import { EAGAIN, EBADF, ECHILD, ECONNRESET, EPIPE, EPROTO, ESRCH } from '../errno';
+import { SystemError } from '../errors';
+import { spawnFlags, type SpawnRequest } from '../options';
+import { SIGKILL } from '../signals';
 
+/** A reply from the helper: a fresh array of its own (src/abi.ts Msg layout). */
+type Reply = Float64Array;
 
-/** native/protocol.h */
-const enum MsgType {
-  Spawned = 3,
-  Exit = 4,
-}
-/** native/addon.cc MsgSlot */
-const enum Msg {
-  Type = 0,
-  Id,
-  Pid,
-  Err,
-  Stage,
-  Fd,
-  Record,
-}
-
-const msg = new Float64Array(binding.messageSize);
 const ensureOut = new Int32Array(2);
-const execOut = new Int32Array(3);
+const spawnOut = new Int32Array(4);
+
 /**
  * The helper executable on disk: the fallback when the embedded copy can't
  * run from a memfd. Next to the addon: `clonefd-helper` in a source build,
@@ -55,24 +42,21 @@ const helperFile = helperFileFor(bindingPath);
  */
 class Connection {
   readonly fd: number;
-  readonly watch: NativeChild;
+  readonly watch: NativeWatch;
   readonly children = new Map<number, HelperChild>();
   #nextId = 1;
   #refs = 0;
   #closed = false;
   /** EXIT messages read while waiting for something else, by request id,
    *  until dispatched (next tick, or at once by a read() that needs one). */
-  #queued = new Map<number, Float64Array>();
+  #queued = new Map<number, Reply>();
 
   constructor(readonly generation: number) {
     const fd = binding.helperConnect(generation);
     if (fd < 0) throw new SystemError(-fd, 'connect', { detail: 'cannot reach the clonefd helper' });
     this.fd = fd;
-    const watch = binding.watchFd(fd, () => this.drain());
-    if (typeof watch === 'number') {
-      binding.closeFd(fd);
-      throw new SystemError(-watch, 'uv_poll_init');
-    }
+    const watch = binding.watchFd(fd, () => this.#onReadable());
+    if (typeof watch === 'number') throw new SystemError(-watch, 'uv_poll_init'); // the watch closed fd
     this.watch = watch;
     binding.ref(watch, false); // an idle environment exits normally
   }
@@ -82,61 +66,39 @@ class Connection {
   }
 
   spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn): HelperChild {
-    const record = binding.recordPipe((flags & O_CLOEXEC) !== 0, (flags & O_NONBLOCK) !== 0);
-    if (typeof record === 'number') throw new SystemError(-record, 'pipe2');
-    const exec = binding.pipe();
-    if (typeof exec === 'number') {
-      binding.closeFd(record[0]);
-      binding.closeFd(record[1]);
-      throw new SystemError(-exec, 'pipe2');
-    }
-    const [readEnd, writeEnd] = record;
     const id = this.#nextId++;
-    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, writeEnd, exec[1]);
-    // The helper (and through it the child) has its own copies now.
-    binding.closeFd(writeEnd);
-    binding.closeFd(exec[1]);
+    const userFlags = ((flags & O_CLOEXEC) !== 0 ? 1 : 0) | ((flags & O_NONBLOCK) !== 0 ? 2 : 0);
+    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, userFlags, spawnOut);
     if (sent < 0) {
-      binding.closeFd(readEnd);
-      binding.closeFd(exec[0]);
       if (sent === -ECONNRESET || sent === -EPIPE) this.lost();
-      throw new SystemError(-sent, `spawn ${req.file}`, { path: req.file, spawnargs: req.args, detail: 'sending the request to the clonefd helper failed' });
+      throw spawnError(-sent, 0, req, 'sending the request to the clonefd helper failed');
     }
-    // spawn() is synchronous. The exec's outcome comes straight from the
-    // child (EOF: it exec'd; else its errno), the pid and pidfd from the
-    // helper, which answers right after the clone.
-    const execResult = binding.waitExec(exec[0], execOut);
-    binding.closeFd(exec[0]);
-    const type = this.#waitFor(MsgType.Spawned, id);
-    if (type <= 0) {
-      binding.closeFd(readEnd);
+    // The exec's outcome is known (helperSpawn read it from the child); the
+    // pid and pidfd come from the helper, which answers right after the clone.
+    const [recordFd, toldPid, execErr, execStage] = spawnOut;
+    const reply = this.#waitFor(MsgType.Spawned, id);
+    this.#scheduleQueued();
+    if (typeof reply === 'number') {
+      binding.closeFd(recordFd);
       // The helper died before it could announce the child: if the child
       // told us its pid, it must not run on as an orphan of this failure.
-      if (execOut[0] > 0) binding.killPid(execOut[0], 9);
-      this.#scheduleQueued();
+      if (toldPid > 0) binding.killPid(toldPid, SIGKILL);
       this.lost();
-      throw new SystemError(type === 0 ? ECONNRESET : -type, `spawn ${req.file}`, {
-        path: req.file,
-        spawnargs: req.args,
-        detail: 'the clonefd helper went away during the spawn',
-      });
+      throw spawnError(reply === 0 ? ECONNRESET : -reply, 0, req, 'the clonefd helper went away during the spawn');
     }
-    this.#scheduleQueued();
-    const failed = execResult === 1 ? execOut[1] : execResult < 0 ? -execResult : msg[Msg.Err];
+    const failed = execErr !== 0 ? execErr : reply[Msg.Err];
     if (failed !== 0) {
-      const stage = execResult === 1 ? execOut[2] : msg[Msg.Stage];
-      const pidfd = msg[Msg.Fd];
-      binding.closeFd(readEnd);
+      binding.closeFd(recordFd);
       // A child was created if the helper sent its pidfd: it exits at once
       // and the helper reaps it. Wait for that, so that nothing is left
       // once spawn() throws.
-      if (pidfd >= 0) {
-        binding.closeFd(pidfd);
+      if (reply[Msg.Fd] >= 0) {
+        binding.closeFd(reply[Msg.Fd]);
         this.#awaitExitOf(id);
       }
-      throw spawnError(failed, stage, req);
+      throw spawnError(failed, execErr !== 0 ? execStage : reply[Msg.Stage], req);
     }
-    const child = new HelperChild(this, id, msg[Msg.Pid], msg[Msg.Fd], readEnd, flags, onExit);
+    const child = new HelperChild(this, id, reply[Msg.Pid], reply[Msg.Fd], recordFd, flags, new ExitDelivery(onExit));
     this.children.set(id, child);
     this.setRef(child, true);
     return child;
@@ -149,20 +111,19 @@ class Connection {
     if (!this.#closed) binding.ref(this.watch, this.#refs > 0);
   }
 
-  /** Everything waiting on the socket, without blocking. `sync`: inside a read(). */
-  drain(sync = false): void {
-    for (;;) {
-      if (this.#closed) return;
-      const type = binding.helperRecv(this.fd, msg, false);
-      if (type === -EAGAIN) return;
-      if (type === MsgType.Exit) this.#dispatch(msg, sync);
-      else if (type === MsgType.Spawned) this.#dropStray(msg);
-      else if (type === -EPROTO) continue;
-      else {
-        this.lost(); // EOF or a socket error: the helper is gone
-        return;
-      }
+  /** The socket is readable: one message handled; true while there may be more. */
+  #onReadable(): boolean {
+    if (this.#closed) return false;
+    const m = binding.helperRecv(this.fd, false);
+    if (typeof m !== 'number') {
+      if (m[Msg.Type] === MsgType.Exit) this.#dispatch(m, false);
+      else this.#dropStray(m);
+      return true;
     }
+    if (m === -EAGAIN) return false;
+    if (m === -EPROTO) return true; // dropped
+    this.lost(); // EOF or a socket error: the helper is gone
+    return false;
   }
 
   /**
@@ -170,52 +131,48 @@ class Connection {
    * the helper sends EXIT right after writing them). Exits of others are
    * queued. If the socket fails first, the 24 bytes settle the child.
    */
-  awaitExit(child: HelperChild, seed: Float64Array | null): void {
+  awaitExit(child: HelperChild, seed: ExitRecord | null): void {
     if (!this.children.has(child.id) || this.takeQueued(child)) return;
-    const gone = this.#closed || this.#waitFor(MsgType.Exit, child.id) <= 0;
-    if (!gone) this.#dispatch(msg, true);
+    const reply = this.#closed ? 0 : this.#waitFor(MsgType.Exit, child.id);
+    if (typeof reply !== 'number') this.#dispatch(reply, true);
     this.#scheduleQueued();
     if (seed && this.children.has(child.id)) {
       // The 24 bytes are all there is: the record without rusage.
-      const rec = new Float64Array(binding.recordSize);
-      rec.set(seed.subarray(0, 4));
-      rec[4] = child.pid;
       this.forget(child);
-      child.deliver(rec, true);
+      child.deliver(seed, true);
     }
-    if (gone) this.lost();
+    if (typeof reply === 'number') this.lost();
   }
 
   /** Blocks until the EXIT for request `id` (a failed spawn's child) or EOF. */
   #awaitExitOf(id: number): void {
-    const gone = this.#waitFor(MsgType.Exit, id) <= 0;
+    const reply = this.#waitFor(MsgType.Exit, id);
     this.#scheduleQueued();
-    if (gone) this.lost();
+    if (typeof reply === 'number') this.lost();
   }
 
   /**
-   * Blocks reading the socket until the message of `type` for request `id`
-   * is in `msg` (returns `type`), or the socket fails (returns 0 at EOF or
-   * -errno: the helper is gone). EXITs of other children met on the way
-   * are queued; answers nobody waits for are dropped.
+   * Blocks reading the socket until the reply of `type` for request `id`
+   * (returned), or the socket fails (0 at EOF or -errno: the helper is
+   * gone). EXITs of other children met on the way are queued; answers
+   * nobody waits for are dropped.
    */
-  #waitFor(type: MsgType, id: number): number {
+  #waitFor(type: MsgType, id: number): Reply | number {
     for (;;) {
-      const got = binding.helperRecv(this.fd, msg, true);
-      if (got === type && msg[Msg.Id] === id) return got;
-      if (got === MsgType.Exit) this.#queue(msg);
-      else if (got === MsgType.Spawned) this.#dropStray(msg);
-      else if (got !== -EPROTO && got !== -EAGAIN) return got;
+      const m = binding.helperRecv(this.fd, true);
+      if (typeof m === 'number') {
+        if (m === -EPROTO || m === -EAGAIN) continue;
+        return m;
+      }
+      if (m[Msg.Type] === type && m[Msg.Id] === id) return m;
+      if (m[Msg.Type] === MsgType.Exit) this.#queued.set(m[Msg.Id], m);
+      else this.#dropStray(m);
     }
   }
 
   /** A SPAWNED nobody waits for any more: its pidfd must not stay open. */
-  #dropStray(m: Float64Array): void {
+  #dropStray(m: Reply): void {
     if (m[Msg.Fd] >= 0) binding.closeFd(m[Msg.Fd]);
-  }
-
-  #queue(m: Float64Array): void {
-    this.#queued.set(m[Msg.Id], m.slice());
   }
 
   #scheduleQueued(): void {
@@ -237,13 +194,11 @@ class Connection {
     return true;
   }
 
-  #dispatch(m: Float64Array, sync: boolean): void {
+  #dispatch(m: Reply, sync: boolean): void {
     const child = this.children.get(m[Msg.Id]);
     if (!child) return;
     this.forget(child);
-    const record = m.slice(Msg.Record);
-    // code 0: the helper could not obtain the status; status is its errno.
-    child.deliver(record[0] === 0 ? -record[1] : record, sync);
+    child.deliver(m.subarray(Msg.Record), sync);
   }
 
   forget(child: HelperChild): void {
@@ -252,7 +207,7 @@ class Connection {
     if (this.children.size === 0 && helper.current !== this) this.close();
   }
 
-  /** The helper died: every outstanding record is recovered here (SPEC §5). */
+  /** The helper died: every outstanding record is recovered here (docs/ARCHITECTURE.md). */
   lost(): void {
     if (this.#closed) return;
     this.close();
@@ -297,13 +252,12 @@ class HelperChild implements EngineChild {
   #pidfd: number; // private, CLOEXEC; -1 once reaped
   #recordFd: number; // the contract's fd; the user's once handed over
   #handedOver = false;
-  #record: Float64Array | null = null;
+  #record: ExitRecord | null = null;
   #consumed = false;
   #settled = false;
-  #recovering: NativeChild | null = null;
+  #recovering: NativeWatch | null = null;
   /** Settled by Node's own recovery (the helper died), not by EXIT. */
   #recovered = false;
-  readonly #resource = new AsyncResource('CLONEFD_CHILD');
 
   constructor(
     readonly conn: Connection,
@@ -312,16 +266,16 @@ class HelperChild implements EngineChild {
     pidfd: number,
     recordFd: number,
     private readonly flags: number,
-    private readonly onExit: ExitFn,
+    private readonly delivery: ExitDelivery,
   ) {
     this.#pidfd = pidfd;
     this.#recordFd = recordFd;
   }
 
-  deliver(raw: RawExit, sync: boolean): void {
+  deliver(record: ExitRecord, sync: boolean): void {
     if (this.#settled) return;
     this.#settled = true;
-    if (typeof raw !== 'number') this.#record = raw;
+    this.#record = record;
     if (this.#recovering) {
       binding.unwatch(this.#recovering); // closes the pidfd it owned
       this.#recovering = null;
@@ -329,20 +283,7 @@ class HelperChild implements EngineChild {
       binding.closeFd(this.#pidfd);
     }
     this.#pidfd = -1;
-    if (sync) {
-      this.onExit(raw, true);
-    } else {
-      try {
-        this.#resource.runInAsyncScope(this.onExit, null, raw, false);
-      } catch (err) {
-        // A throwing 'exit' listener is the application's uncaught
-        // exception; it must not stop the delivery of other exits.
-        process.nextTick(() => {
-          throw err;
-        });
-      }
-    }
-    this.#resource.emitDestroy();
+    this.delivery.deliver(record, sync);
   }
 
   openUserFds(): { fd: number; pidfd: number } {
@@ -373,7 +314,7 @@ class HelperChild implements EngineChild {
     }
   }
 
-  readContract(block: boolean): RawExit | null {
+  readContract(block: boolean): ExitRecord | number | null {
     if (this.#consumed) return null;
     if (this.#recordFd < 0) {
       // The user closed the contract fd: the record is served from memory.
@@ -383,7 +324,7 @@ class HelperChild implements EngineChild {
     }
     // Once the exit is known the record is due (the helper sends EXIT, then
     // writes it) or the pipe is at EOF: waiting for it cannot hang.
-    const r = binding.readRecord(this.#recordFd, block || this.#settled, this.#pidfd);
+    const r = binding.readRecord(this.#recordFd, block || this.#settled, this.#pidfd, this.pid);
     if (typeof r === 'number' && r < 0) return r;
     if (typeof r === 'number') {
       // EOF, no record in the pipe. Was it read by someone else, or did
@@ -394,7 +335,7 @@ class HelperChild implements EngineChild {
         this.#consumed = true;
         return null;
       }
-      // The helper died: the record is recovered here (SPEC §5).
+      // The helper died: the record is recovered here.
       if (!this.#settled && !this.#tryRecover(true)) {
         if (!block) return -EAGAIN; // still running: nothing consumed
         binding.waitReadable(this.#pidfd);
@@ -422,10 +363,14 @@ class HelperChild implements EngineChild {
     if (this.#settled || this.#pidfd < 0) return;
     if (this.#tryRecover(false)) return;
     // Still running: watch its pidfd (the watch owns it from now on).
-    const watch = binding.watchFd(this.#pidfd, () => this.#tryRecover(false));
+    const watch = binding.watchFd(this.#pidfd, () => {
+      this.#tryRecover(false);
+      return false;
+    });
     if (typeof watch === 'number') {
+      this.#pidfd = -1; // closed by the failed watch
       this.conn.forget(this);
-      this.deliver(watch, false);
+      this.deliver(lostRecord(this.pid, -watch), false);
       return;
     }
     this.#recovering = watch;
@@ -435,7 +380,7 @@ class HelperChild implements EngineChild {
   #tryRecover(sync: boolean): boolean {
     if (this.#settled) return true;
     const r = binding.recoverExit(this.#pidfd, this.pid);
-    if (r === -EAGAIN) return false;
+    if (typeof r === 'number') return false; // -EAGAIN: still running
     this.#recovered = true;
     this.conn.forget(this);
     this.deliver(r, sync);
@@ -453,4 +398,3 @@ export const spawnHelper: SpawnFn = (req, stdioFds, flags, onExit) => {
 export function helperPid(): number {
   return binding.helperPid();
 }
-

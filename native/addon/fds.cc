@@ -1,0 +1,108 @@
+// Small fd and signal utilities the TypeScript layer needs. Every fd made
+// here is CLOEXEC; a child end is placed by dup3 in the child, which clears
+// the flag there only.
+#include <cerrno>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addon.h"
+#include "../sys.h"
+
+namespace clonefd {
+
+// closeFd(fd) → 0 | -errno. Closes an fd this addon created; fs.closeSync
+// would make a worker warn about an fd it never saw opened.
+napi_value CloseFd(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0);
+  if (!a.ok()) return nullptr;
+  ForgetUserFd(State(env), fd);
+  // Linux releases the fd even when close reports EINTR: never retry.
+  int r = close(fd);
+  return Number(env, r < 0 && errno != EINTR ? -errno : 0);
+}
+
+// socketPair() → [parentEnd, childEnd] | -errno (stdio 'pipe' slots).
+napi_value SocketPair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return Number(env, -errno);
+  napi_value pair = FdPair(env, sv[0], sv[1]);
+  if (pair == nullptr) {
+    close(sv[0]);
+    close(sv[1]);
+  }
+  return pair;
+}
+
+// pipe() → [readEnd, writeEnd] | -errno (spawnSync's stdio).
+napi_value Pipe(napi_env env, napi_callback_info info) {
+  (void)info;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return Number(env, -errno);
+  napi_value pair = FdPair(env, p[0], p[1]);
+  if (pair == nullptr) {
+    close(p[0]);
+    close(p[1]);
+  }
+  return pair;
+}
+
+// fdFlags(fd) → [F_GETFD, F_GETFL] | -errno (tests check flags with it).
+napi_value FdFlags(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0);
+  if (!a.ok()) return nullptr;
+  int fdflags = fcntl(fd, F_GETFD);
+  int flflags = fdflags < 0 ? -1 : fcntl(fd, F_GETFL);
+  if (fdflags < 0 || flflags < 0) return Number(env, -errno);
+  return FdPair(env, fdflags, flflags);
+}
+
+// fdValid(fd) → true when fd is open (stdio numbers are checked before a
+// spawn allocates fds that could take a closed number's place).
+napi_value FdValid(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0);
+  if (!a.ok()) return nullptr;
+  return Boolean(env, fcntl(fd, F_GETFD) >= 0);
+}
+
+// waitReadable(fd) → 0 | -errno: blocks until fd polls readable.
+napi_value WaitReadable(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0);
+  if (!a.ok()) return nullptr;
+  struct pollfd p = {fd, POLLIN, 0};
+  int n;
+  do n = poll(&p, 1, -1);
+  while (n < 0 && errno == EINTR);
+  return Number(env, n < 0 ? -errno : 0);
+}
+
+// killPidfd(pidfd, signal) → 0 | -errno.
+napi_value KillPidfd(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0), sig = a.i32(1);
+  if (!a.ok()) return nullptr;
+  return Number(env, static_cast<double>(SYS4(__NR_pidfd_send_signal, fd, sig, nullptr, 0)));
+}
+
+// killPid(pid, signal) → 0 | -errno, through a pidfd opened now: for a
+// child the helper made but could not announce before it died (it is
+// nobody's to reap from here; it only must not run on).
+napi_value KillPid(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int pid = a.i32(0), sig = a.i32(1);
+  if (!a.ok()) return nullptr;
+  long fd = SYS2(__NR_pidfd_open, pid, 0);
+  if (fd < 0) return Number(env, static_cast<double>(fd));
+  long r = SYS4(__NR_pidfd_send_signal, fd, sig, nullptr, 0);
+  close(static_cast<int>(fd));
+  return Number(env, static_cast<double>(r));
+}
+
+}  // namespace clonefd
