@@ -8,13 +8,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 nodeinc=$(node -p "require('path').join(process.execPath, '..', '..', 'include', 'node')")
 [ -f "$nodeinc/node_api.h" ] || nodeinc=/usr/include/node
-napi=$(node -p "require('node-addon-api').include_dir")
-common=(-O2 -fPIC -Wall -Wextra -Werror -fvisibility=hidden -fstack-protector-strong -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -I"$nodeinc" -I"$napi")
+common=(-O2 -fPIC -Wall -Wextra -Werror -fvisibility=hidden -fstack-protector-strong -DNAPI_VERSION=8 -I"$nodeinc")
 for src in native/*.c; do
   aarch64-linux-gnu-gcc -std=gnu11 "${common[@]}" -c "$src" -o "$out/$(basename "$src").o"
 done
-for src in native/*.cc; do
-  aarch64-linux-gnu-g++ -std=c++17 -fexceptions "${common[@]}" -c "$src" -o "$out/$(basename "$src").o"
+for src in native/addon/*.cc; do
+  aarch64-linux-gnu-g++ -std=c++17 -fno-exceptions "${common[@]}" -c "$src" -o "$out/addon-$(basename "$src").o"
 done
 # The trampoline must really be there, as aarch64 code.
 # (Captured first: with pipefail, grep -q closing the pipe early would fail objdump.)

@@ -16,6 +16,13 @@ function describe(value: unknown): string {
   return `type ${typeof value} (${shown})`;
 }
 
+/** An Error (or TypeError, RangeError) with Node's enumerable `code`, e.g. `ERR_CHILD_PROCESS_STDIO_MAXBUFFER`. */
+export function codedError<E extends Error>(Ctor: new (message: string) => E, code: string, message: string): E & { code: string } {
+  const err = new Ctor(message);
+  Error.captureStackTrace(err, codedError);
+  return coded(err, code);
+}
+
 function coded<E extends Error>(err: E, code: string): E & { code: string } {
   Object.defineProperty(err, 'code', { value: code, enumerable: true, writable: true, configurable: true });
   return err as E & { code: string };
@@ -67,6 +74,11 @@ export class AbortError extends Error {
 // ENOEXEC). First name wins where two share a number (EAGAIN/EWOULDBLOCK).
 const errnoNames = new Map<number, string>();
 for (const [name, num] of Object.entries(constants.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
+
+/** 'ENOENT' for 2 (or -2); undefined for a number Linux has no name for. */
+export function errnoName(errno: number): string | undefined {
+  return errnoNames.get(Math.abs(errno));
+}
 
 export interface SystemErrorFields {
   path?: string;

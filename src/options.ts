@@ -94,17 +94,30 @@ function validateId(value: unknown, name: string): number | undefined {
   return value;
 }
 
+/**
+ * The `stdio` option as one entry per fd, at least three (Node's rules): a
+ * string stands for all three, a short array is padded with `undefined`.
+ * Anything else is ERR_INVALID_ARG_VALUE.
+ */
+export function expandStdio(stdio: unknown, defaultName: StdioName): unknown[] {
+  if (stdio === undefined || stdio === null) return [defaultName, defaultName, defaultName];
+  if (typeof stdio === 'string') return [stdio, stdio, stdio];
+  if (Array.isArray(stdio)) return stdio.length < 3 ? [...stdio, ...Array(3 - stdio.length).fill(undefined)] : [...stdio];
+  throw invalidArgValue('options.stdio', stdio);
+}
+
+/** A stdio entry that gives the child one end of a new pipe (`null`/`undefined` count for fds 0-2). */
+export function isPipeEntry(entry: unknown, fd: number): boolean {
+  return entry === 'pipe' || entry === 'overlapped' || ((entry === undefined || entry === null) && fd < 3);
+}
+
 function normalizeStdio(stdio: unknown, defaultName: StdioName): StdioPlan[] {
-  let entries: unknown[];
-  if (stdio === undefined || stdio === null) entries = [defaultName, defaultName, defaultName];
-  else if (typeof stdio === 'string') entries = [stdio, stdio, stdio];
-  else if (Array.isArray(stdio)) entries = stdio.length < 3 ? [...stdio, ...Array(3 - stdio.length).fill(undefined)] : stdio;
-  else throw invalidArgValue('options.stdio', stdio);
+  const entries = expandStdio(stdio, defaultName);
   if (entries.length > MAX_STDIO) throw outOfRange('options.stdio.length', `<= ${MAX_STDIO}`, entries.length);
   return entries.map((entry, i): StdioPlan => {
     const name = `options.stdio[${i}]`;
-    if (entry === undefined || entry === null) entry = i < 3 ? 'pipe' : 'ignore';
-    if (entry === 'pipe' || entry === 'overlapped') return { type: 'pipe' };
+    if (isPipeEntry(entry, i)) return { type: 'pipe' };
+    if (entry === undefined || entry === null) return { type: 'ignore' };
     if (entry === 'ignore') return { type: 'ignore' };
     if (entry === 'inherit') return { type: 'fd', fd: i };
     if (entry === 'ipc') throw invalidArgValue(name, entry, "is not supported: clonefd children have no IPC channel ('ipc' and fork() need node:child_process)");

@@ -1,0 +1,231 @@
+// The drop-in's ChildProcess and spawn(): Node's shapes and order of
+// events (lib/internal/child_process.js) over a core Subprocess.
+import { EventEmitter } from 'node:events';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { binding } from '../binding';
+import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
+import { AbortError, SystemError } from '../errors';
+import type { ClonefdInfo } from '../info';
+import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
+import { expandStdio, isPipeEntry, searchPath } from '../options';
+import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
+import { coreOptions, normalizeSpawnArguments, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
+
+type Signal = NodeJS.Signals | number;
+
+/** Errors Node reports through an 'error' event rather than a throw (lib/internal/child_process.js). */
+const ASYNC_SPAWN_ERRORS = new Set(['EACCES', 'EAGAIN', 'EMFILE', 'ENFILE', 'ENOENT']);
+
+/**
+ * execvp's fallback, as Node has it through libuv: an executable without
+ * a #! line (ENOEXEC) runs through /bin/sh. The file is resolved the way
+ * the search would have found it (relative PATH entries mean the child's
+ * cwd, where sh will run).
+ */
+function viaShell(file: string, args: string[], env: NodeJS.ProcessEnv | undefined, cwd: string | URL | undefined): { file: string; args: string[] } | null {
+  let resolved = file;
+  if (!file.includes('/')) {
+    const base = cwd === undefined ? process.cwd() : cwd instanceof URL ? fileURLToPath(cwd) : resolve(cwd);
+    const found = searchPath(file, env ? env.PATH : process.env.PATH).find((p) => {
+      try {
+        const abs = resolve(base, p);
+        accessSync(abs, fsConstants.X_OK);
+        return statSync(abs).isFile();
+      } catch {
+        return false;
+      }
+    });
+    if (!found) return null;
+    resolved = found;
+  }
+  return { file: '/bin/sh', args: [resolved, ...args] };
+}
+
+/**
+ * Starts the core child, with the /bin/sh fallback for ENOEXEC. `raw`: a
+ * clonefd() handle with its fds opened at once (the sync forms read them).
+ */
+export function start(file: string, args: string[], options: CoreOptions, raw: boolean): Subprocess {
+  const launch = (f: string, a: string[]) => (raw ? clonefd(f, a, { ...options, flags: O_CLOEXEC }) : coreSpawn(f, a, { ...options }));
+  try {
+    return launch(file, args);
+  } catch (err) {
+    if ((err as SystemError).code !== 'ENOEXEC') throw err;
+    const sh = viaShell(file, args, options.env, options.cwd);
+    if (!sh) throw err;
+    return launch(sh.file, sh.args);
+  }
+}
+
+/** As Node's ErrnoException for a failed spawn: code, errno, syscall, path, spawnargs. */
+export function spawnFailure(err: SystemError, syscall: string, file: string, spawnargs: string[]): SystemError {
+  return new SystemError(-err.errno, `${syscall} ${file}`, { path: file, spawnargs: spawnargs.slice(1) });
+}
+
+/**
+ * What `spawn()` returns: a ChildProcess as in node:child_process, plus
+ * the clonefd extras (`fd`, `exited`, `info`).
+ */
+export class ChildProcess extends EventEmitter {
+  pid: number | undefined = undefined;
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  killed = false;
+  connected = false;
+  spawnfile = '';
+  spawnargs: string[] = [];
+  stdin: Writable | null = null;
+  stdout: Readable | null = null;
+  stderr: Readable | null = null;
+  stdio: (Readable | Writable | null)[] = [];
+  /** clonefd: the child's exit record (code, status, utime, stime, rusage) once known. */
+  info: ClonefdInfo | null = null;
+  /** clonefd: settles with the exit record. */
+  exited: Promise<ClonefdInfo>;
+  #sub: Subprocess | null = null;
+  #closesNeeded = 1;
+  #closesGot = 0;
+  #resolveExited!: (info: ClonefdInfo) => void;
+  #rejectExited!: (err: Error) => void;
+
+  constructor() {
+    super();
+    this.exited = new Promise((resolve, reject) => {
+      this.#resolveExited = resolve;
+      this.#rejectExited = reject;
+    });
+    this.exited.catch(() => {});
+  }
+
+  /** clonefd: the seed's clonefd of this child (readable at exit; see clonefd's `Subprocess.fd`). */
+  get fd(): number {
+    return this.#sub ? this.#sub.fd : -1;
+  }
+
+  /** @internal */
+  _attach(sub: Subprocess): void {
+    this.#sub = sub;
+    this.pid = sub.pid;
+    this.stdio = sub.stdio;
+    this.stdin = sub.stdin;
+    this.stdout = sub.stdout;
+    this.stderr = sub.stderr;
+    for (const stream of sub.stdio) {
+      if (!stream) continue;
+      this.#closesNeeded++;
+      stream.once('close', () => this.#maybeClose());
+    }
+    sub.once('exit', (info) => this.#onExit(info));
+    sub.exited.catch((err: Error) => {
+      this.#rejectExited(err);
+      this.emit('error', err);
+    });
+    process.nextTick(() => this.emit('spawn'));
+  }
+
+  /** @internal A spawn that failed the way Node reports by an event. */
+  _fail(err: SystemError, stdio: unknown): void {
+    // As Node: the 'pipe' slots still get sockets (whose other end is
+    // closed, so they end at once); no 'spawn', an 'error', then 'close'
+    // with the negative errno.
+    this.stdio = expandStdio(stdio, 'pipe').map((entry, i) => {
+      if (!isPipeEntry(entry, i)) return null;
+      const pair = binding.socketPair();
+      if (typeof pair === 'number') return null;
+      binding.closeFd(pair[1]);
+      return new Socket({ fd: pair[0], readable: i > 0 });
+    });
+    this.stdin = (this.stdio[0] as Writable | null) ?? null;
+    this.stdout = (this.stdio[1] as Readable | null) ?? null;
+    this.stderr = (this.stdio[2] as Readable | null) ?? null;
+    this.#rejectExited(err);
+    process.nextTick(() => {
+      this.exitCode = err.errno;
+      this.emit('error', err);
+      this.emit('close', this.exitCode, null);
+    });
+  }
+
+  #onExit(info: ClonefdInfo): void {
+    this.info = info;
+    if (info.code === CLD_KILLED || info.code === CLD_DUMPED) this.signalCode = signalName(info.status) as NodeJS.Signals;
+    else this.exitCode = info.status;
+    this.#resolveExited(info);
+    this.emit('exit', this.exitCode, this.signalCode);
+    this.#maybeClose();
+  }
+
+  #maybeClose(): void {
+    this.#closesGot++;
+    if (this.#closesGot === this.#closesNeeded) this.emit('close', this.exitCode, this.signalCode);
+  }
+
+  kill(signal?: Signal): boolean {
+    const sig = signal === undefined || signal === null ? DEFAULT_KILL_SIGNAL : toSignalNumber(signal, 'signal');
+    if (!this.#sub) return false;
+    const sent = this.#sub.kill(sig);
+    if (sent) this.killed = true;
+    return sent;
+  }
+
+  ref(): void {
+    this.#sub?.ref();
+  }
+
+  unref(): void {
+    this.#sub?.unref();
+  }
+
+  [Symbol.dispose](): void {
+    if (!this.killed) this.kill();
+  }
+}
+
+/** `child_process.spawn(file, args?, options?)`. */
+export function spawn(file: string, args?: readonly string[] | SpawnOptions, options?: SpawnOptions): ChildProcess {
+  const n = normalizeSpawnArguments(file, args, options);
+  const opts = n.options;
+  validateTimeout(opts.timeout);
+  const killSignal = opts.killSignal === undefined ? DEFAULT_KILL_SIGNAL : toSignalNumber(opts.killSignal, 'options.killSignal');
+  if (opts.signal !== undefined) validateAbortSignal(opts.signal, 'options.signal');
+  const child = new ChildProcess();
+  child.spawnfile = n.file;
+  child.spawnargs = n.spawnargs;
+  let sub: Subprocess;
+  try {
+    sub = start(n.file, n.args, coreOptions(opts, opts.stdio), false);
+  } catch (err) {
+    const e = err as SystemError;
+    if (e instanceof SystemError && ASYNC_SPAWN_ERRORS.has(e.code)) {
+      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs), opts.stdio);
+      return child;
+    }
+    throw err;
+  }
+  child._attach(sub);
+  if (opts.timeout && opts.timeout > 0) {
+    let timer: NodeJS.Timeout | undefined = setTimeout(() => {
+      timer = undefined;
+      child.kill(killSignal);
+    }, opts.timeout);
+    child.once('exit', () => {
+      if (timer) clearTimeout(timer);
+    });
+  }
+  if (opts.signal) {
+    const signal = opts.signal;
+    const onAbort = () => {
+      if (child.kill(killSignal)) child.emit('error', new AbortError(undefined, { cause: signal.reason }));
+    };
+    if (signal.aborted) process.nextTick(onAbort);
+    else {
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('exit', () => signal.removeEventListener('abort', onAbort));
+    }
+  }
+  return child;
+}

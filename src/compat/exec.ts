@@ -1,0 +1,169 @@
+// The drop-in's execFile() and exec(): buffered output, maxBuffer, timeout
+// and the callback's error as Node builds them (lib/child_process.js), and
+// their util.promisify forms.
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { codedError, errnoName, invalidArgType } from '../errors';
+import { toSignalNumber } from '../signals';
+import { MAX_BUFFER, validateMaxBuffer, validateTimeout, type ExecFileOptions } from './args';
+import { spawn, type ChildProcess } from './child';
+
+export type ExecCallback = (error: ExecError | null, stdout: string | Buffer, stderr: string | Buffer) => void;
+
+export interface ExecError extends Error {
+  code?: number | string | null;
+  killed?: boolean;
+  signal?: NodeJS.Signals | null;
+  cmd?: string;
+  stdout?: string | Buffer;
+  stderr?: string | Buffer;
+}
+
+function maxBufferError(name: string): RangeError {
+  return codedError(RangeError, 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER', `${name} maxBuffer length exceeded`);
+}
+
+/** `child_process.execFile(file, args?, options?, callback?)`. */
+export function execFile(file: string, ...rest: unknown[]): ChildProcess {
+  // Node's normalizeExecFileArgs.
+  let [args, options, callback] = rest as [unknown, unknown, unknown];
+  if (Array.isArray(args)) {
+    args = args.slice();
+  } else if (args !== null && args !== undefined && typeof args === 'object') {
+    callback = options;
+    options = args;
+    args = null;
+  } else if (typeof args === 'function') {
+    callback = args;
+    options = null;
+    args = null;
+  }
+  if (args === null || args === undefined) args = [];
+  if (typeof options === 'function') callback = options;
+  else if (options !== null && options !== undefined && typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  if (options === null || options === undefined || typeof options === 'function') options = {};
+  if (callback !== null && callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'of type function', callback);
+  return execFileImpl(file, args as string[], options as ExecFileOptions, (callback ?? undefined) as ExecCallback | undefined);
+}
+
+function execFileImpl(file: string, args: string[], options: ExecFileOptions, callback: ExecCallback | undefined): ChildProcess {
+  const opts: ExecFileOptions = { encoding: 'utf8', timeout: 0, maxBuffer: MAX_BUFFER, killSignal: 'SIGTERM', ...options };
+  validateTimeout(opts.timeout);
+  validateMaxBuffer(opts.maxBuffer);
+  const killSignal = toSignalNumber(opts.killSignal ?? 'SIGTERM', 'options.killSignal');
+  const child = spawn(file, args, { ...opts, timeout: undefined, killSignal: opts.killSignal });
+  const encoding = opts.encoding && opts.encoding !== 'buffer' && Buffer.isEncoding(opts.encoding) ? opts.encoding : null;
+  const out: (string | Buffer)[] = [];
+  const err: (string | Buffer)[] = [];
+  let outLen = 0;
+  let errLen = 0;
+  let ex: ExecError | null = null;
+  let killed = false;
+  let exited = false;
+  let timer: NodeJS.Timeout | undefined;
+  const maxBuffer = opts.maxBuffer ?? MAX_BUFFER;
+
+  const join = (chunks: (string | Buffer)[]) => (encoding ? chunks.join('') : Buffer.concat(chunks as Buffer[]));
+  const exithandler = (code?: number | null, signal?: NodeJS.Signals | null) => {
+    if (exited) return;
+    exited = true;
+    if (timer) clearTimeout(timer);
+    if (!callback) return;
+    const stdout = join(out);
+    const stderr = join(err);
+    if (!ex && code === 0 && signal === null) {
+      callback(null, stdout, stderr);
+      return;
+    }
+    let cmd = file;
+    if (args.length) cmd += ` ${args.join(' ')}`;
+    if (!ex) {
+      ex = new Error(`Command failed: ${cmd}\n${stderr}`) as ExecError;
+      ex.code = typeof code === 'number' && code < 0 ? errnoName(code) ?? String(code) : code;
+      ex.killed = child.killed || killed;
+      ex.signal = signal ?? null;
+    }
+    ex.cmd = cmd;
+    callback(ex, stdout, stderr);
+  };
+  const kill = () => {
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+    killed = true;
+    try {
+      child.kill(killSignal);
+    } catch (e) {
+      ex = e as ExecError;
+      exithandler();
+    }
+  };
+  if (opts.timeout && opts.timeout > 0) {
+    timer = setTimeout(() => {
+      timer = undefined;
+      kill();
+    }, opts.timeout);
+  }
+  const collect = (stream: Readable | null, chunks: (string | Buffer)[], name: 'stdout' | 'stderr') => {
+    if (!stream) return;
+    if (encoding) stream.setEncoding(encoding);
+    stream.on('data', (chunk: string | Buffer) => {
+      const length = typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding ?? 'utf8') : chunk.length;
+      const total = name === 'stdout' ? (outLen += length) : (errLen += length);
+      if (total > maxBuffer) {
+        const keep = maxBuffer - (total - length);
+        chunks.push(chunk.slice(0, keep) as string | Buffer);
+        ex = maxBufferError(name) as unknown as ExecError;
+        kill();
+      } else {
+        chunks.push(chunk);
+      }
+    });
+  };
+  collect(child.stdout, out, 'stdout');
+  collect(child.stderr, err, 'stderr');
+  child.addListener('close', exithandler);
+  child.addListener('error', (e: Error) => {
+    ex = e as ExecError;
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+    exithandler();
+  });
+  return child;
+}
+
+/** `child_process.exec(command, options?, callback?)`. */
+export function exec(command: string, options?: ExecFileOptions | ExecCallback | null, callback?: ExecCallback): ChildProcess {
+  if (typeof command !== 'string') throw invalidArgType('command', 'of type string', command);
+  if (typeof options === 'function') {
+    callback = options;
+    options = undefined;
+  }
+  const opts = { ...(options ?? {}) } as ExecFileOptions;
+  opts.shell = typeof opts.shell === 'string' ? opts.shell : true;
+  return execFile(command, opts, callback);
+}
+
+// util.promisify(execFile / exec): resolves { stdout, stderr }; rejects
+// with the error carrying them; the promise has `.child`, as Node's.
+function customPromisify(orig: (...args: unknown[]) => ChildProcess) {
+  return (...args: unknown[]) => {
+    let resolve!: (v: { stdout: string | Buffer; stderr: string | Buffer }) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<{ stdout: string | Buffer; stderr: string | Buffer }>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    }) as Promise<{ stdout: string | Buffer; stderr: string | Buffer }> & { child: ChildProcess };
+    promise.child = orig(...args, (err: ExecError | null, stdout: string | Buffer, stderr: string | Buffer) => {
+      if (err !== null) {
+        err.stdout = stdout;
+        err.stderr = stderr;
+        reject(err);
+      } else {
+        resolve({ stdout, stderr });
+      }
+    });
+    return promise;
+  };
+}
+Object.defineProperty(execFile, promisify.custom, { enumerable: false, value: customPromisify(execFile as (...a: unknown[]) => ChildProcess) });
+Object.defineProperty(exec, promisify.custom, { enumerable: false, value: customPromisify(exec as (...a: unknown[]) => ChildProcess) });
