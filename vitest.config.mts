@@ -10,21 +10,15 @@ const common = {
   hookTimeout: 30_000,
 };
 
-// The suites that every engine must pass.
-const shared = [
-  'test/contract.test.ts',
-  'test/exit.test.ts',
-  'test/stdio.test.ts',
-  'test/errors.test.ts',
-  'test/lifecycle.test.ts',
-  'test/coexist.test.ts',
-];
+// test/shared/: the suites every engine (and clone path) must pass; they
+// use the project's default engine (CLONEFD_ENGINE).
+const shared = ['test/shared/**/*.test.ts'];
 
 export default defineConfig({
   test: {
     projects: [
       {
-        // The default engine: the helper process.
+        // The default engine, the helper process: every suite.
         test: { ...common, name: 'helper', include: ['test/**/*.test.ts'] },
       },
       {
@@ -32,12 +26,7 @@ export default defineConfig({
       },
       {
         // The direct engine again, on the legacy clone() path.
-        test: {
-          ...common,
-          name: 'legacy-clone',
-          include: ['test/contract.test.ts', 'test/stdio.test.ts', 'test/errors.test.ts', 'test/exit.test.ts'],
-          env: { CLONEFD_ENGINE: 'direct', CLONEFD_LEGACY_CLONE: '1' },
-        },
+        test: { ...common, name: 'legacy-clone', include: shared, env: { CLONEFD_ENGINE: 'direct', CLONEFD_LEGACY_CLONE: '1' } },
       },
     ],
   },

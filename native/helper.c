@@ -1,7 +1,7 @@
 /*
  * clonefd-helper: one per Node process. It creates, watches and reaps the
  * children of every environment of that process, so that the Node process
- * gets no SIGCHLD for them and no waitpid(-1) in it can see them (SPEC §2).
+ * gets no SIGCHLD for them and no waitpid(-1) in it can see them (docs/ARCHITECTURE.md, "Why a helper").
  *
  * fd 0-2: /dev/null; fd 3: the control socket (HELLO messages, each with a
  * new environment socket). Single-threaded: one epoll loop over the

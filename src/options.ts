@@ -2,6 +2,7 @@
 // checked here, before anything is created, and turned into a plain
 // request that an engine executes.
 import { isMainThread } from 'node:worker_threads';
+import type { Stream } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { MAX_STDIO, MAX_STDIO_HELPER, SpawnFlag } from './abi';
 import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
@@ -9,8 +10,8 @@ import { DEFAULT_KILL_SIGNAL, toSignalNumber } from './signals';
 
 export type StdioName = 'pipe' | 'overlapped' | 'ignore' | 'inherit';
 /** A stream (net.Socket, fs stream, process.stdout...) that has an fd. */
-export type StdioStream = { fd?: number; _handle?: { fd?: number } | null };
-export type StdioEntry = StdioName | number | StdioStream | null | undefined;
+export type StdioStream = { fd?: number | null; _handle?: { fd?: number } | null };
+export type StdioEntry = StdioName | number | Stream | StdioStream | null | undefined;
 
 export type Engine = 'helper' | 'direct';
 

@@ -1,4 +1,4 @@
-// Drop-in parity with node:child_process (SPEC §5 "Exec errors", §6 "Drop-in parity").
+// Drop-in parity with node:child_process (docs/ARCHITECTURE.md, "The drop-in").
 //
 // Every scenario is a function of a module shaped like `node:child_process`
 // that returns a plain observation object. `both()` runs it against Node's
@@ -1164,7 +1164,7 @@ describe('spawnSync', () => {
   );
 });
 
-describe('spawnSync: review regressions', () => {
+describe('spawnSync: maxBuffer over all outputs, kills that close the pipes, input never read', () => {
   const brief = (r: node.SpawnSyncReturns<Buffer | string>) => ({
     status: r.status,
     signal: r.signal,
@@ -1210,7 +1210,7 @@ describe('spawnSync: review regressions', () => {
 
   both(
     "execFileSync's message names argv0",
-    (cp) => syncThrow(() => cp.execFileSync('sh', ['-c', 'exit 1'], { argv0: 'myname', stdio: 'pipe' })),
+    (cp) => syncThrow(() => cp.execFileSync('sh', ['-c', 'exit 1'], { argv0: 'myname', stdio: 'pipe' } as import('node:child_process').ExecFileSyncOptions)),
   );
 });
 

@@ -1,4 +1,4 @@
-// The helper engine's own promises (SPEC §2, §5 "The helper, precisely"):
+// The helper engine's own promises (docs/ARCHITECTURE.md, "Why a helper" and "The helper engine"):
 // no SIGCHLD and no foreign waitpid(-1) can touch its children; the record
 // pipe is a literal read(2) contract; one helper serves every environment
 // (workers included), kills killWithParent children when their environment
@@ -26,16 +26,12 @@ import {
   type ClonefdHandle,
   type Subprocess,
 } from '../src/index';
-import { collect, fdCount, fdFlags, openFds, probe, procStatus, sleep, waitFor, zombieChildren, fdDiff, macrotask } from './helpers';
+import { collect, fdCount, fdFlags, openFds, probe, procStatus, sleep, useLeakCheck, waitFor, zombieChildren, macrotask } from './helpers';
 
 const LIB = path.resolve(__dirname, '..', 'lib', 'index.js');
 const BINDING = path.resolve(__dirname, '..', 'lib', 'binding.js');
 const helper = { engine: 'helper' } as const;
 
-let baseline = 0;
-let baselineFds = new Map<number, string>();
-
-const fdReport = () => fdDiff(baselineFds);
 
 /** True while `pid` exists at all (running or zombie). */
 function procExists(pid: number): boolean {
@@ -140,11 +136,13 @@ const blockFor = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuff
 
 // ---- setup ------------------------------------------------------------------
 
-beforeAll(async () => {
+beforeAll(() => {
   // Fixtures first (they use child_process, which must never run beside
   // the thief).
   probe();
   thiefPath = buildThief();
+});
+const leaks = useLeakCheck(async () => {
   // Warm-up of everything this file uses: the helper (and this
   // environment's socket to it, one fd for the environment's life), the
   // direct engine, child_process (libuv's signal pipe), a worker's own
@@ -162,18 +160,12 @@ beforeAll(async () => {
   );
   expect(await new Promise((r) => w.once('message', r))).toBe(0);
   await new Promise((r) => w.once('exit', r));
-  await sleep(100);
-  globalThis.gc?.();
-  baseline = fdCount();
-  baselineFds = openFds();
+  await sleep(50);
 });
 
 afterAll(async () => {
   thiefModule?.stop(); // never left running (each test stops it in a finally)
   if (thiefPath) rmSync(path.dirname(thiefPath), { recursive: true, force: true }); // loaded already: the mapping stays
-  const clean = await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000);
-  expect(zombieChildren(), 'zombie children of this process or of the helper at the end of the file').toEqual([]);
-  expect(clean, fdReport()).toBe(true);
 });
 
 // ---- tests ------------------------------------------------------------------
@@ -385,7 +377,7 @@ describe('the record pipe, read with plain read(2)', () => {
       // Then EOF, and EOF again.
       expect(readSync(h.fd, buf, 0, 64, null), 'EOF after the record').toBe(0);
       expect(readSync(h.fd, buf, 0, 64, null), 'EOF stays').toBe(0);
-      // The raw read consumed the record (SPEC §5): the library's read() has nothing left.
+      // The raw read consumed the record (docs/ARCHITECTURE.md, "Who reads the record"): the library's read() has nothing left.
       expect(h.read()).toBeNull();
       expect(h.read()).toBeNull();
       // `exited` came from the helper's socket: the full record.
@@ -404,7 +396,7 @@ describe('the record pipe, read with plain read(2)', () => {
     }
   });
 
-  it('read() and readAsync() once `exited` has resolved: the record, never EAGAIN (SPEC §5), however soon', async () => {
+  it('read() and readAsync() once `exited` has resolved: the record, never EAGAIN, however soon', async () => {
     // The helper sends the EXIT message before it writes the record pipe;
     // a non-blocking read() in between must still return the record.
     const failures: string[] = [];
@@ -532,7 +524,7 @@ describe('worker threads', () => {
       }
     }
     expect(binding.helperPid()).toBe(hp);
-    expect(await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000), fdReport()).toBe(true);
+    expect(await waitFor(() => zombieChildren().length === 0 && fdCount() === leaks.baseline, 10_000), leaks.report()).toBe(true);
   });
 
   it('terminating a worker mid-flight: killWithParent children die with it; the others run on until killed, then the helper reaps them', async () => {
@@ -603,7 +595,7 @@ describe('worker threads', () => {
       expect(plainGone).toBe(true);
       expect(zombieChildren()).toEqual([]);
       expect(binding.helperPid(), 'the helper lives on').toBe(hp);
-      expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport()).toBe(true);
+      expect(await waitFor(() => fdCount() === leaks.baseline, 10_000), leaks.report()).toBe(true);
     } finally {
       // Cleanup only, after the assertions: nothing left running, and the
       // pidfds the library may have left behind in this process closed.
@@ -707,7 +699,7 @@ describe('the helper process', () => {
       }
       // The raw-read handle's record after the child's exit: still no bytes.
       expect(readSync(rawShort.fd, buf, 0, 64, null), 'rawShort: EOF, no record').toBe(0);
-      // The library's read() still delivers the recovered record (SPEC §5),
+      // The library's read() still delivers the recovered record (docs/ARCHITECTURE.md, "A helper that dies"),
       // also where a raw read found only EOF (it consumed no record).
       for (const [h, want] of [
         [untouched, { code: CLD_EXITED, status: 0 }],
@@ -735,11 +727,11 @@ describe('the helper process', () => {
       for (const pid of longPids) killSleepByPid(pid);
       for (const h of all) h.close();
     }
-    expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport()).toBe(true);
+    expect(await waitFor(() => fdCount() === leaks.baseline, 10_000), leaks.report()).toBe(true);
   });
 });
 
-describe('review regressions', () => {
+describe('edge cases of the helper protocol: EXITs taken by other waits, full fd tables, a dead helper, record pipes held by siblings', () => {
   const lib = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'));
   const bindingLib = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'binding.js'));
   const runNode = (script: string, timeout = 20_000) => {

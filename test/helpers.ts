@@ -3,7 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { binding } from '../src/binding';
+import { spawn } from '../src/index';
 
 /** Pids of this process's children that are zombies (state Z), the clonefd helper's included. */
 export function zombieChildren(parent = process.pid): number[] {
@@ -130,3 +132,40 @@ export function fdDiff(before: Map<number, string>): string {
 
 /** Resolves after one macrotask. */
 export const macrotask = () => new Promise((r) => setImmediate(r));
+
+export interface LeakCheck {
+  /** The fd count after the warm-up. */
+  readonly baseline: number;
+  /** What each fd pointed to after the warm-up. */
+  readonly baselineFds: Map<number, string>;
+  /** What changed since the baseline (for assertion messages). */
+  report(): string;
+}
+
+/**
+ * The leak check of a test file: after `warmUp` (by default one spawn,
+ * which loads the addon and, with the helper engine, starts the helper and
+ * opens this environment's socket to it, kept for its life) the fd table
+ * is the baseline; after the file, every fd must be back to it and no
+ * zombie child (of this process or of the helper) left, within a deadline.
+ */
+export function useLeakCheck(warmUp: () => Promise<void> = async () => void (await spawn('/bin/true', [], { stdio: 'ignore' }).exited)): LeakCheck {
+  const state = {
+    baseline: 0,
+    baselineFds: new Map<number, string>(),
+    report: () => fdDiff(state.baselineFds),
+  };
+  beforeAll(async () => {
+    await warmUp();
+    await sleep(50);
+    globalThis.gc?.();
+    state.baseline = fdCount();
+    state.baselineFds = openFds();
+  });
+  afterAll(async () => {
+    const clean = await waitFor(() => zombieChildren().length === 0 && fdCount() === state.baseline, 10_000);
+    expect(zombieChildren(), 'zombie children of this process (or of the helper) at the end of the file').toEqual([]);
+    expect(clean, state.report()).toBe(true);
+  });
+  return state;
+}

@@ -2,20 +2,12 @@
 // yields struct clonefd_info once, then EOF; EAGAIN / blocking; EINVAL flags.
 import { spawn as cpSpawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clonefd, spawn, ClonefdInfo, CLD_EXITED, CLD_KILLED, O_CLOEXEC, O_NONBLOCK, CLONEFD_INFO_SIZE } from '../src/index';
-import { collect, fdCount, fdFlags, liveChildren, probe, waitFor, zombieChildren } from './helpers';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { clonefd, spawn, ClonefdInfo, CLD_EXITED, CLD_KILLED, O_CLOEXEC, O_NONBLOCK, CLONEFD_INFO_SIZE } from '../../src/index';
+import { collect, fdFlags, liveChildren, probe, useLeakCheck, zombieChildren } from '../helpers';
 
-let baseline = 0;
-beforeAll(async () => {
-  probe();
-  await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
-  baseline = fdCount();
-});
-afterAll(async () => {
-  expect(await waitFor(() => zombieChildren().length === 0)).toBe(true);
-  expect(await waitFor(() => fdCount() === baseline)).toBe(true);
-});
+beforeAll(() => void probe());
+useLeakCheck();
 
 /** The process has exited: a zombie (direct engine) or already reaped (by the helper). */
 function hasExited(pid: number): boolean {

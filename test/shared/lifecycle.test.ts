@@ -15,14 +15,13 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { binding } from '../src/binding';
-import { CLD_EXITED, CLD_KILLED, clonefd, spawn, type ClonefdInfo } from '../src/index';
-import { defaultEngine, fdCount, liveChildren, openFds, pidfdCount, sleep, waitFor, zombieChildren, fdDiff } from './helpers';
+import { describe, expect, it } from 'vitest';
+import { binding } from '../../src/binding';
+import { CLD_EXITED, CLD_KILLED, clonefd, spawn, type ClonefdInfo } from '../../src/index';
+import { defaultEngine, fdCount, liveChildren, openFds, pidfdCount, waitFor, zombieChildren, useLeakCheck } from '../helpers';
 
-const LIB = path.resolve(__dirname, '..', 'lib', 'index.js');
+const LIB = path.resolve(__dirname, '..', '..', 'lib', 'index.js');
 
-let baseline = 0;
 
 /** What fd `fd` points to now, or null when it is closed. */
 function fdTarget(fd: number): string | null {
@@ -72,15 +71,11 @@ function expectUserFds(h: { fd: number; pidfd: number }, what: string): number[]
   return [h.fd, h.pidfd];
 }
 
-const fdReport = fdDiff;
-
-let baselineFds = new Map<number, string>();
-
-beforeAll(async () => {
-  // Warm-up: loads the addon, probes pidfds, lets libuv and vitest open
-  // whatever they open lazily; the baseline is taken after it. With the
-  // helper engine this starts the helper and opens this environment's
-  // socket to it (one fd, kept for the environment's life).
+// Warm-up: loads the addon, probes pidfds, lets libuv and vitest open
+// whatever they open lazily; the baseline is taken after it.
+const leaks = useLeakCheck(async () => {
+  // With the helper engine this starts the helper and opens this
+  // environment's socket to it (one fd, kept for the environment's life).
   const warm = spawn('/bin/true', [], { stdio: 'ignore' });
   await warm.exited;
   const warmFd = clonefd('/bin/true', [], { stdio: 'ignore' });
@@ -104,16 +99,6 @@ beforeAll(async () => {
   // helper, which keeps it), so the pid is safe to signal.
   process.kill(warmPid, 'SIGKILL');
   await waitFor(() => (defaultEngine === 'helper' || binding.reaperPending() === 0) && !procExists(warmPid), 10_000);
-  await sleep(50);
-  globalThis.gc?.();
-  baseline = fdCount();
-  baselineFds = openFds();
-});
-
-afterAll(async () => {
-  const clean = await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000);
-  expect(zombieChildren(), 'zombie children of this process at the end of the file').toEqual([]);
-  expect(clean, fdReport(baselineFds)).toBe(true);
 });
 
 /**
@@ -143,10 +128,10 @@ describe('unreferenced handles', () => {
       const sockets: WeakRef<object>[] = [];
       spawnAndDrop(stdio, registry, sockets);
       try {
-        const done = await waitFor(() => zombieChildren().length === 0 && liveChildren().length === 0 && fdCount() === baseline && collected.size === 50, 10_000);
+        const done = await waitFor(() => zombieChildren().length === 0 && liveChildren().length === 0 && fdCount() === leaks.baseline && collected.size === 50, 10_000);
         expect(zombieChildren()).toEqual([]);
         expect(liveChildren()).toEqual([]);
-        expect(fdCount(), fdReport(baselineFds)).toBe(baseline);
+        expect(fdCount(), leaks.report()).toBe(leaks.baseline);
         expect(collected.size, 'handles collected after exit and gc()').toBe(50);
         expect(done).toBe(true);
       } finally {
@@ -301,7 +286,7 @@ describe('worker threads', () => {
         expect({ code: r.code, status: r.status, out: r.out }).toEqual({ code: CLD_EXITED, status: (w * 5 + r.i) % 11, out: `w${w}-${r.i}\n` });
       }
     }
-    expect(await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000), fdReport(baselineFds)).toBe(true);
+    expect(await waitFor(() => zombieChildren().length === 0 && fdCount() === leaks.baseline, 10_000), leaks.report()).toBe(true);
   });
 
   it('spawning and closing in a worker prints no warnings', async () => {
@@ -372,7 +357,7 @@ describe('worker threads', () => {
       expect(gone).toBe(true);
       for (const pid of pids) expect(zombieChildren()).not.toContain(pid);
       expect(await waitFor(() => binding.reaperPending() === pendingBefore, 5_000), 'reaper drained').toBe(true);
-      expect(await waitFor(() => fdCount() === baseline, 10_000), fdReport(baselineFds)).toBe(true);
+      expect(await waitFor(() => fdCount() === leaks.baseline, 10_000), leaks.report()).toBe(true);
     } finally {
       // Cleanup only, after the assertions: close pidfds the library left
       // behind, so later tests measure their own fds.
@@ -402,9 +387,9 @@ describe('worker threads', () => {
     await worker.terminate();
     try {
       expect(await waitFor(() => !procExists(pid), 10_000), `child ${pid} reaped`).toBe(true);
-      const released = await waitFor(() => userFds.every(isReleased) && fdCount() === baseline, 5_000);
+      const released = await waitFor(() => userFds.every(isReleased) && fdCount() === leaks.baseline, 5_000);
       for (const n of userFds) expect(isReleased(n), `the worker's user fd ${n} (${targets.get(n)}) after the worker is gone`).toBe(true);
-      expect(released, fdReport(baselineFds)).toBe(true);
+      expect(released, leaks.report()).toBe(true);
     } finally {
       // Cleanup only, after the assertions: close pidfds and the record
       // pipe the library left behind, so later tests measure their own fds.

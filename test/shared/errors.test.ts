@@ -3,26 +3,18 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, clonefd, SystemError } from '../src/index';
-import { fdCount, liveChildren, waitFor, zombieChildren } from './helpers';
+import { spawn, clonefd, SystemError } from '../../src/index';
+import { fdCount, liveChildren, useLeakCheck, zombieChildren } from '../helpers';
 
-let baseline = 0;
 let dir = '';
-beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'clonefd-errors-'));
-  await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
-  baseline = fdCount();
-});
-afterAll(async () => {
-  rmSync(dir, { recursive: true, force: true });
-  expect(await waitFor(() => zombieChildren().length === 0)).toBe(true);
-  expect(await waitFor(() => fdCount() === baseline)).toBe(true);
-});
+beforeAll(() => void (dir = mkdtempSync(path.join(tmpdir(), 'clonefd-errors-'))));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const leaks = useLeakCheck();
 
 function nothingLeft(): void {
   expect(zombieChildren()).toEqual([]);
   expect(liveChildren()).toEqual([]);
-  expect(fdCount()).toBe(baseline);
+  expect(fdCount(), leaks.report()).toBe(leaks.baseline);
 }
 
 describe('exec errors are SystemErrors, and leave nothing behind', () => {
@@ -102,7 +94,7 @@ describe('exec errors are SystemErrors, and leave nothing behind', () => {
     // Root's setuid cannot fail for a valid id, so run a Node as nobody
     // that asks clonefd for uid 0: the child's setuid fails with EPERM.
     const { execFileSync } = await import('node:child_process');
-    const script = `const {spawn}=require(${JSON.stringify(path.resolve(__dirname, '..'))});try{spawn('/bin/true',[],{uid:0,stdio:'ignore'});console.log('spawned')}catch(e){console.log(e.code)}`;
+    const script = `const {spawn}=require(${JSON.stringify(path.resolve(__dirname, '..', '..'))});try{spawn('/bin/true',[],{uid:0,stdio:'ignore'});console.log('spawned')}catch(e){console.log(e.code)}`;
     const out = execFileSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
     expect(out.trim()).toBe('EPERM');
   });

@@ -1,21 +1,13 @@
 // Exit records: codes, signals, core dumps, and the seed's CPU times.
-import { mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLK_TCK } from '../src/index';
-import { binding } from '../src/binding';
-import { fdCount, waitFor, zombieChildren } from './helpers';
+import { describe, expect, it } from 'vitest';
+import { spawn, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLK_TCK } from '../../src/index';
+import { binding } from '../../src/binding';
+import { useLeakCheck } from '../helpers';
 
-let baseline = 0;
-beforeAll(async () => {
-  await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
-  baseline = fdCount();
-});
-afterAll(async () => {
-  expect(await waitFor(() => zombieChildren().length === 0)).toBe(true);
-  expect(await waitFor(() => fdCount() === baseline)).toBe(true);
-});
+useLeakCheck();
 
 describe('exit codes', () => {
   it.each([0, 3, 255])('exit %i', async (code) => {
@@ -91,7 +83,7 @@ describe('signals', () => {
 
 describe('CPU times (the seed: the child\'s own, in clock ticks)', () => {
   // Burns until the child's own CPU clock reaches the target, reading the
-  // clock only every million iterations (SPEC §6).
+  // clock only every million iterations (docs/ARCHITECTURE.md, "Tests that hold on a shared VM").
   const burn = (ms: number) =>
     `let x=0; const t=${ms * 1000}; for(;;){ for(let i=0;i<1e6;i++) x+=i; const u=process.cpuUsage(); if(u.user+u.system>=t) break; }`;
 
@@ -136,7 +128,7 @@ describe('delivery', () => {
 
   it("an exception thrown by an 'exit' listener is an uncaught exception, not swallowed", async () => {
     const { spawnSync } = await import('node:child_process');
-    const lib = JSON.stringify(path.resolve(__dirname, '..'));
+    const lib = JSON.stringify(path.resolve(__dirname, '..', '..'));
     const script = `
       process.on('uncaughtException', (e) => { console.log('caught:' + e.message); });
       const { spawn } = require(${lib});
@@ -152,7 +144,7 @@ describe('delivery', () => {
 describe('environments that stop running JavaScript', () => {
   it('process.exit() from an exit listener in a worker, with more exits pending, does not crash', async () => {
     const { spawnSync } = await import('node:child_process');
-    const lib = JSON.stringify(path.resolve(__dirname, '..'));
+    const lib = JSON.stringify(path.resolve(__dirname, '..', '..'));
     // Eight children exit together; the first 'exit' listener ends the
     // worker while the other pidfds are ready in the same loop turn.
     const script = `

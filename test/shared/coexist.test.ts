@@ -1,4 +1,4 @@
-// clonefd beside node:child_process, and SIGCHLD engine by engine (SPEC §2).
+// clonefd beside node:child_process, and SIGCHLD engine by engine (docs/ARCHITECTURE.md, "Why a helper").
 // The direct engine's honest limits: a child cloned with exit signal 0
 // raises no SIGCHLD as long as it never execs; Linux resets the exit signal
 // to SIGCHLD at exec. The helper engine's promise: the children are the
@@ -6,16 +6,11 @@
 // The SIGCHLD tests pin `engine:` and run for both engines in every
 // project; the child_process tests use the project's default engine.
 import * as cp from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLD_EXITED, CLD_KILLED, spawn, type Engine, type Subprocess } from '../src/index';
-import { fdCount, openFds, sleep, waitFor, zombieChildren, fdDiff, macrotask } from './helpers';
+import { describe, expect, it } from 'vitest';
+import { CLD_EXITED, CLD_KILLED, spawn, type Engine, type Subprocess } from '../../src/index';
+import { sleep, useLeakCheck, waitFor, zombieChildren, macrotask } from '../helpers';
 
-let baseline = 0;
-let baselineFds = new Map<number, string>();
-
-const fdReport = () => fdDiff(baselineFds);
-
-beforeAll(async () => {
+useLeakCheck(async () => {
   // Warm-up of both sides (libuv's signal pipe and SIGCHLD watcher for
   // child_process, the addon for clonefd) and of both engines (the helper
   // process and this environment's socket to it, kept for its life); the
@@ -24,16 +19,6 @@ beforeAll(async () => {
   await spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited;
   await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
   await new Promise((r) => cp.spawn('/bin/true', [], { stdio: 'ignore' }).on('exit', r));
-  await sleep(50);
-  globalThis.gc?.();
-  baseline = fdCount();
-  baselineFds = openFds();
-});
-
-afterAll(async () => {
-  const clean = await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000);
-  expect(zombieChildren(), 'zombie children of this process at the end of the file').toEqual([]);
-  expect(clean, fdReport()).toBe(true);
 });
 
 // Counts SIGCHLD while `body` runs, plus a macrotask and ~100 ms after.
