@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,10 +50,18 @@ struct outmsg {
   unsigned char data[];
 };
 
-struct client {
+/* One socket's messages that did not fit (flushed on EPOLLOUT). */
+struct outq {
   int fd;
-  int dead;
   struct outmsg *head, *tail;
+};
+
+/* An environment of the Node process: its request socket (SPAWN in,
+   SPAWNED out) and its event socket (EXIT out). */
+struct client {
+  struct outq req;
+  struct outq ev;
+  int dead;
   int children; /* children spawned through this client and not yet reaped */
 };
 
@@ -102,8 +111,10 @@ struct child {
   struct client *client; /* NULL once the client is gone */
 };
 
-/* epoll data: a tagged pointer (low bits) to what became ready. */
-enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_HOLD = 2, TAG_PIDFD = 3 };
+/* epoll data: a tagged pointer (low 3 bits; every pointer here comes from
+   malloc, so they are free) to what became ready. */
+enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_HOLD = 3, TAG_PIDFD = 4 };
+#define TAG_MASK 7u
 
 static int epfd = -1;
 static int control_open = 1;
@@ -117,6 +128,7 @@ static struct child *children;
 static size_t nchildren;
 
 static uint64_t tagged(void *p, enum tag t) { return (uint64_t)(uintptr_t)p | (uint64_t)t; }
+_Static_assert(_Alignof(max_align_t) >= 8, "malloc'd pointers leave 3 tag bits");
 
 static int watch(int fd, uint32_t events, void *p, enum tag t, int op) {
   struct epoll_event ev;
@@ -133,70 +145,94 @@ static void close_fds(int *fds, int n) {
 
 /* ---- messages out ------------------------------------------------------ */
 
-static int send_now(struct client *c, const void *data, size_t len, int fd) {
+static int send_now(struct outq *q, const void *data, size_t len, int fd) {
   struct iovec iov = {(void *)data, len};
-  ssize_t n = clonefd_send_fds(c->fd, &iov, 1, &fd, fd >= 0 ? 1 : 0, MSG_DONTWAIT);
+  ssize_t n = clonefd_send_fds(q->fd, &iov, 1, &fd, fd >= 0 ? 1 : 0, MSG_DONTWAIT);
   return n < 0 ? (int)n : 0;
 }
 
 static void client_gone(struct client *c);
 
-/* Sends, or queues when the client's buffer is full. Takes ownership of fd. */
-static void send_msg(struct client *c, const void *data, size_t len, int fd) {
+/* What epoll watches on a client's sockets: requests always, and EPOLLOUT
+   while a queue waits. An event socket with nothing queued is watched for
+   nothing but its hangup (always reported). */
+static void rewatch(struct client *c) {
+  watch(c->req.fd, EPOLLIN | (c->req.head ? EPOLLOUT : 0), c, TAG_CLIENT, EPOLL_CTL_MOD);
+  watch(c->ev.fd, c->ev.head ? EPOLLOUT : 0, c, TAG_EVENTS, EPOLL_CTL_MOD);
+}
+
+/* Sends on q, or queues when its buffer is full. Takes ownership of fd.
+   0: sent or queued; -1: the client is gone (nothing was delivered). */
+static int send_msg(struct client *c, struct outq *q, const void *data, size_t len, int fd) {
   if (!c || c->dead) {
     if (fd >= 0) close(fd);
-    return;
+    return -1;
   }
-  if (!c->head) {
-    int r = send_now(c, data, len, fd);
+  if (!q->head) {
+    int r = send_now(q, data, len, fd);
     if (r == 0) {
       if (fd >= 0) close(fd);
-      return;
+      return 0;
     }
     if (r != -EAGAIN && r != -ENOBUFS) {
       if (fd >= 0) close(fd);
       client_gone(c);
-      return;
+      return -1;
     }
-    watch(c->fd, EPOLLIN | EPOLLOUT, c, TAG_CLIENT, EPOLL_CTL_MOD);
   }
   struct outmsg *m = malloc(sizeof *m + len);
   if (!m) {
     /* Out of memory: this client cannot be served reliably any more. */
     if (fd >= 0) close(fd);
     client_gone(c);
-    return;
+    return -1;
   }
   m->next = NULL;
   m->len = len;
   m->fd = fd;
   memcpy(m->data, data, len);
-  if (c->tail) c->tail->next = m;
-  else c->head = m;
-  c->tail = m;
+  int was_empty = !q->head;
+  if (q->tail) q->tail->next = m;
+  else q->head = m;
+  q->tail = m;
+  if (was_empty) rewatch(c);
+  return 0;
 }
 
-static void flush_client(struct client *c) {
-  while (c->head) {
-    struct outmsg *m = c->head;
-    int r = send_now(c, m->data, m->len, m->fd);
-    if (r == -EAGAIN || r == -ENOBUFS) return;
+/* 0 when q is empty now, -EAGAIN when it must wait, -1 when the client went. */
+static int flush_queue(struct client *c, struct outq *q) {
+  while (q->head) {
+    struct outmsg *m = q->head;
+    int r = send_now(q, m->data, m->len, m->fd);
+    if (r == -EAGAIN || r == -ENOBUFS) return -EAGAIN;
     if (r < 0) {
       client_gone(c);
-      return;
+      return -1;
     }
-    c->head = m->next;
-    if (!c->head) c->tail = NULL;
+    q->head = m->next;
+    if (!q->head) q->tail = NULL;
     if (m->fd >= 0) close(m->fd);
     free(m);
   }
-  watch(c->fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_MOD);
+  return 0;
 }
 
-static void reply_spawned(struct client *c, uint64_t id, pid_t pid, int err, int stage, int pidfd) {
+static void drop_queue(struct outq *q) {
+  while (q->head) {
+    struct outmsg *m = q->head;
+    q->head = m->next;
+    if (m->fd >= 0) close(m->fd);
+    free(m);
+  }
+  q->tail = NULL;
+}
+
+/* The answer to a SPAWN, on the request socket. -1: it could not be
+   delivered (the client is gone). */
+static int reply_spawned(struct client *c, uint64_t id, pid_t pid, int err, int stage, int pidfd) {
   struct clonefd_spawned_msg msg;
   clonefd_spawned_msg_init(&msg, id, pid, err, stage);
-  send_msg(c, &msg, sizeof msg, pidfd);
+  return send_msg(c, &c->req, &msg, sizeof msg, pidfd);
 }
 
 /* ---- clients ------------------------------------------------------------ */
@@ -204,16 +240,13 @@ static void reply_spawned(struct client *c, uint64_t id, pid_t pid, int err, int
 static void client_gone(struct client *c) {
   if (c->dead) return;
   c->dead = 1;
-  epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-  close(c->fd);
-  c->fd = -1;
-  while (c->head) {
-    struct outmsg *m = c->head;
-    c->head = m->next;
-    if (m->fd >= 0) close(m->fd);
-    free(m);
-  }
-  c->tail = NULL;
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->req.fd, NULL);
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
+  close(c->req.fd);
+  close(c->ev.fd);
+  c->req.fd = c->ev.fd = -1;
+  drop_queue(&c->req);
+  drop_queue(&c->ev);
   /* Its environment is gone: killWithParent children go with it; the
      others are still reaped, their records still written. */
   for (struct child *ch = children; ch; ch = ch->next) {
@@ -232,7 +265,7 @@ static void client_gone(struct client *c) {
   /* else: leak one small struct rather than risk a use after free */
 }
 
-static void add_client(int fd) {
+static void add_client(int req_fd, int ev_fd) {
   struct client *c = calloc(1, sizeof *c);
   if (c && nclients == cap_clients) {
     size_t cap = cap_clients ? cap_clients * 2 : 8;
@@ -244,12 +277,15 @@ static void add_client(int fd) {
   }
   if (!c || nclients == cap_clients) {
     free(c);
-    close(fd);
+    close(req_fd);
+    close(ev_fd);
     return;
   }
-  c->fd = fd;
+  c->req.fd = req_fd;
+  c->ev.fd = ev_fd;
   clients[nclients++] = c;
-  if (watch(fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_ADD) < 0) client_gone(c);
+  if (watch(req_fd, EPOLLIN, c, TAG_CLIENT, EPOLL_CTL_ADD) < 0 || watch(ev_fd, 0, c, TAG_EVENTS, EPOLL_CTL_ADD) < 0)
+    client_gone(c);
 }
 
 /* One message with its fds; see clonefd_recv_fds (fdpass.h). */
@@ -358,7 +394,12 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     remove_child(ch);
     return;
   }
-  reply_spawned(c, id, ch->pid, 0, 0, theirs);
+  if (reply_spawned(c, id, ch->pid, 0, 0, theirs) < 0) {
+    /* Nobody will ever know of this child (its environment gave up on us,
+       e.g. after we were stopped past its deadline): it must not run. It
+       is still reaped like any other. */
+    SYS4(__NR_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+  }
   return;
 
 bad:
@@ -422,7 +463,7 @@ static void on_exit_ready(struct child *ch) {
      was lost, which cannot happen for our own child). */
   close(ch->record);
   ch->record = -1;
-  send_msg(ch->client, &msg, sizeof msg, -1);
+  if (ch->client) send_msg(ch->client, &ch->client->ev, &msg, sizeof msg, -1);
   remove_child(ch);
 }
 
@@ -440,8 +481,8 @@ static void on_control(void) {
     return;
   }
   if (!trunc && n == (ssize_t)sizeof h && clonefd_msg_header_read(&h, sizeof h, &h) == 0 &&
-      h.type == CLONEFD_MSG_HELLO && nfds == 1) {
-    add_client(fds[0]);
+      h.type == CLONEFD_MSG_HELLO && nfds == 2) {
+    add_client(fds[0], fds[1]);
     return;
   }
   close_fds(fds, nfds); /* malformed: ignored, never trusted */
@@ -450,16 +491,22 @@ static void on_control(void) {
 static unsigned char inbuf[sizeof(struct clonefd_msg_header) + sizeof(struct clonefd_spawn_req) +
                            CLONEFD_INLINE_PAYLOAD_MAX + 16];
 
+static void on_events(struct client *c, uint32_t events) {
+  if (c->dead) return;
+  if (events & (EPOLLHUP | EPOLLERR)) {
+    client_gone(c);
+    return;
+  }
+  if ((events & EPOLLOUT) && flush_queue(c, &c->ev) == 0) rewatch(c);
+}
+
 static void on_client(struct client *c, uint32_t events) {
   if (c->dead) return;
-  if (events & EPOLLOUT) {
-    flush_client(c);
-    if (c->dead) return;
-  }
-  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+  if ((events & EPOLLOUT) && flush_queue(c, &c->req) == 0 && !c->dead) rewatch(c);
+  if (c->dead || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
   for (int budget = 0; budget < 64 && !c->dead; budget++) {
     int fds[CLONEFD_MAX_FDS], nfds, trunc;
-    ssize_t n = recv_msg(c->fd, inbuf, sizeof inbuf, fds, &nfds, &trunc);
+    ssize_t n = recv_msg(c->req.fd, inbuf, sizeof inbuf, fds, &nfds, &trunc);
     if (n == -EAGAIN) return;
     if (n <= 0) {
       client_gone(c);
@@ -486,6 +533,14 @@ static void on_client(struct client *c, uint32_t events) {
       close_fds(fds, nfds);
       reply_spawned(c, h.id, 0, ESTALE, CLONEFD_STAGE_NONE, -1);
       continue;
+    }
+    struct pollfd hup = {c->req.fd, POLLRDHUP, 0};
+    if (poll(&hup, 1, 0) == 1 && (hup.revents & (POLLHUP | POLLRDHUP))) {
+      /* The environment gave up on this request (and on us) before we got
+         to it: nobody would learn of the child. */
+      close_fds(fds, nfds);
+      client_gone(c);
+      return;
     }
     handle_spawn(c, h.id, inbuf + sizeof h, (size_t)n - sizeof h, fds, nfds);
   }
@@ -518,13 +573,16 @@ int main(void) {
     }
     for (int i = 0; i < n; i++) {
       uint64_t d = ev[i].data.u64;
-      void *p = (void *)(uintptr_t)(d & ~(uint64_t)3);
-      switch ((enum tag)(d & 3)) {
+      void *p = (void *)(uintptr_t)(d & ~(uint64_t)TAG_MASK);
+      switch ((enum tag)(d & TAG_MASK)) {
         case TAG_CONTROL:
           if (control_open) on_control();
           break;
         case TAG_CLIENT:
           on_client(p, ev[i].events);
+          break;
+        case TAG_EVENTS:
+          on_events(p, ev[i].events);
           break;
         case TAG_HOLD:
           on_hold(p);

@@ -146,29 +146,41 @@ long clonefd_helper_ensure(const char *fallback_path, int *stage) {
   return result;
 }
 
-int clonefd_helper_connect(long gen) {
+int clonefd_helper_connect(long gen, int *req_sock, int *event_sock) {
   pthread_mutex_lock(&lock);
-  int result;
+  int result = 0;
+  int req[2] = {-1, -1}, ev[2] = {-1, -1};
   if (gen != generation || control_fd < 0) {
     result = -ESTALE;
-    goto out;
-  }
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+  } else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, req) < 0 ||
+             socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ev) < 0) {
     result = -errno;
-    goto out;
+  } else {
+    result = clonefd_hello_send(control_fd, req[1], ev[1]);
   }
-  int r = clonefd_hello_send(control_fd, sv[1]);
-  close(sv[1]);
-  if (r < 0) {
-    result = r;
-    close(sv[0]);
-    goto out;
+  if (req[1] >= 0) close(req[1]);
+  if (ev[1] >= 0) close(ev[1]);
+  if (result < 0) {
+    if (req[0] >= 0) close(req[0]);
+    if (ev[0] >= 0) close(ev[0]);
+  } else {
+    *req_sock = req[0];
+    *event_sock = ev[0];
   }
-  result = sv[0];
-out:
   pthread_mutex_unlock(&lock);
   return result;
+}
+
+void clonefd_helper_abandon(long gen) {
+  pthread_mutex_lock(&lock);
+  if (gen == generation && control_fd >= 0) {
+    /* Its control channel's EOF tells it (once it runs again) to spawn
+       nothing more and to exit after its children are reaped. */
+    close(control_fd);
+    control_fd = -1;
+    helper_pid = 0;
+  }
+  pthread_mutex_unlock(&lock);
 }
 
 int clonefd_helper_pid(void) {

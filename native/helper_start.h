@@ -20,9 +20,15 @@ extern "C" {
  */
 long clonefd_helper_ensure(const char *fallback_path, int *stage);
 
-/* A new environment socket (CLOEXEC) to the helper of that generation, or
-   -errno (-ESTALE when the generation is not the current one any more). */
-int clonefd_helper_connect(long generation);
+/* A new environment's two sockets (CLOEXEC) to the helper of that
+   generation: requests and events (protocol.h). 0, or -errno (-ESTALE when
+   the generation is not the current one any more; -EAGAIN when the helper
+   does not read its control socket). */
+int clonefd_helper_connect(long generation, int *req_sock, int *event_sock);
+
+/* Gives up on the helper of that generation (it did not answer in time):
+   the next clonefd_helper_ensure starts a new one. */
+void clonefd_helper_abandon(long generation);
 
 /* pid of the current helper, 0 if none (tests and diagnostics). */
 int clonefd_helper_pid(void);

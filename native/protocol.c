@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdpass.h"
@@ -28,12 +29,48 @@ int clonefd_msg_header_read(const void *buf, size_t len, struct clonefd_msg_head
   return 0;
 }
 
-int clonefd_hello_send(int control, int env_sock) {
+int clonefd_hello_send(int control, int req_sock, int event_sock) {
   struct clonefd_msg_header h;
   clonefd_msg_header_init(&h, CLONEFD_MSG_HELLO, 0);
   struct iovec iov = {&h, sizeof h};
-  ssize_t n = clonefd_send_fds(control, &iov, 1, &env_sock, 1, 0);
+  int fds[2] = {req_sock, event_sock};
+  ssize_t n = clonefd_send_fds(control, &iov, 1, fds, 2, MSG_DONTWAIT);
   return n < 0 ? (int)n : 0;
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int clonefd_wait(struct pollfd *fds, int nfds, int timeout_ms, int *left_ms) {
+  int left = timeout_ms;
+  int r;
+  for (;;) {
+    int slice = left < 0 || left > 100 ? 100 : left;
+    long start = now_ms();
+    r = poll(fds, (nfds_t)nfds, timeout_ms < 0 ? -1 : slice);
+    if (r < 0 && errno != EINTR) {
+      r = -errno;
+      break;
+    }
+    if (r > 0 || timeout_ms < 0) {
+      if (r < 0) continue; /* EINTR without a deadline */
+      break;
+    }
+    long took = now_ms() - start;
+    /* A slice that took far longer than asked: we were not running. */
+    if (took > slice + 1000) took = slice;
+    left -= (int)(took < slice && r == 0 ? slice : took);
+    if (left <= 0) {
+      left = 0;
+      r = 0;
+      break;
+    }
+  }
+  if (left_ms) *left_ms = left < 0 ? -1 : left;
+  return r;
 }
 
 /* ---- SPAWN, Node's side ------------------------------------------------ */
@@ -85,7 +122,7 @@ void clonefd_spawn_add(struct clonefd_spawn_builder *b, enum clonefd_spawn_list 
 }
 
 int clonefd_spawn_send(struct clonefd_spawn_builder *b, int sock, uint64_t id, int record_fd, int cwd_fd,
-                       int exec_fd, const int *stdio, int nstdio) {
+                       int exec_fd, const int *stdio, int nstdio, int timeout_ms) {
   if (b->err) return -b->err;
   if (nstdio < 0 || nstdio > CLONEFD_MAX_STDIO_REMOTE) return -E2BIG;
   struct clonefd_spawn_req *req = &b->req;
@@ -125,15 +162,18 @@ int clonefd_spawn_send(struct clonefd_spawn_builder *b, int sock, uint64_t id, i
   struct clonefd_msg_header h;
   clonefd_msg_header_init(&h, CLONEFD_MSG_SPAWN, id);
   struct iovec iov[3] = {{&h, sizeof h}, {req, sizeof *req}, {b->buf, b->len}};
-  /* The environment socket is ours alone and the helper drains it
-     promptly: wait while it is full. A dead helper is EPIPE, not SIGPIPE. */
+  /* The request socket is ours alone and the helper drains it promptly:
+     wait while it is full, within the deadline. A dead helper is EPIPE,
+     not SIGPIPE. */
   ssize_t n;
+  int left = timeout_ms;
   for (;;) {
     n = clonefd_send_fds(sock, iov, inline_payload ? 3 : 2, fds, nfds, MSG_DONTWAIT);
     if (n != -EAGAIN && n != -ENOBUFS) break;
     struct pollfd p = {sock, POLLOUT, 0};
-    if (poll(&p, 1, -1) < 0 && errno != EINTR) {
-      n = -errno;
+    int r = clonefd_wait(&p, 1, left, &left);
+    if (r <= 0) {
+      n = r == 0 ? -ETIMEDOUT : r;
       break;
     }
   }

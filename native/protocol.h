@@ -6,9 +6,11 @@
  * it trusts anything.
  *
  * Sockets: one SOCK_SEQPACKET control socket per Node process (fd 3 in the
- * helper) that carries only HELLO messages, each with one new environment
- * socket (SCM_RIGHTS); then one SOCK_SEQPACKET socket per environment for
- * SPAWN requests and SPAWNED/EXIT replies.
+ * helper) that carries only HELLO messages, each with two new sockets
+ * (SCM_RIGHTS) for one environment: its request socket (SPAWN in, SPAWNED
+ * out; at most one request outstanding, since spawn() is synchronous) and
+ * its event socket (EXIT out, read by the environment's event loop). A
+ * spawn therefore never reads, or has to set aside, another child's exit.
  *
  * Adding a SPAWN field: struct clonefd_spawn_req (and struct clonefd_spawn
  * if it needs decoding), protocol.c, the helper client
@@ -19,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
 
 #include "record.h"
@@ -28,7 +31,7 @@ extern "C" {
 #endif
 
 #define CLONEFD_MAGIC 0x4446434cu /* "LCFD" */
-#define CLONEFD_PROTOCOL_VERSION 2
+#define CLONEFD_PROTOCOL_VERSION 3
 
 /* The helper finds its control socket here. */
 #define CLONEFD_HELPER_CONTROL_FD 3
@@ -42,7 +45,7 @@ extern "C" {
 #define CLONEFD_MAX_STDIO_REMOTE 60
 
 enum clonefd_msg_type {
-  CLONEFD_MSG_HELLO = 1,   /* Node → helper (control): a new environment socket */
+  CLONEFD_MSG_HELLO = 1,   /* Node → helper (control): a new environment's two sockets */
   CLONEFD_MSG_SPAWN = 2,   /* Node → helper (environment) */
   CLONEFD_MSG_SPAWNED = 3, /* helper → Node: pid + pidfd, or an errno */
   CLONEFD_MSG_EXIT = 4,    /* helper → Node: the child's record */
@@ -107,8 +110,10 @@ void clonefd_msg_header_init(struct clonefd_msg_header *h, uint16_t type, uint64
    -EPROTO otherwise. */
 int clonefd_msg_header_read(const void *buf, size_t len, struct clonefd_msg_header *h);
 
-/* HELLO on the control socket with env_sock attached. 0 or -errno. */
-int clonefd_hello_send(int control, int env_sock);
+/* HELLO on the control socket with an environment's request and event
+   sockets attached. Never blocks (-EAGAIN when the helper is not reading).
+   0 or -errno. */
+int clonefd_hello_send(int control, int req_sock, int event_sock);
 
 /* ---- SPAWN, Node's side ------------------------------------------------ */
 
@@ -130,11 +135,22 @@ void clonefd_spawn_add(struct clonefd_spawn_builder *b, enum clonefd_spawn_list 
 /*
  * Sends the request: the payload inline or in a sealed memfd, the fds in
  * protocol order with the stdio fds deduplicated. Every fd stays the
- * caller's. Waits (poll) while the socket is full. 0 or -errno (E2BIG:
- * too large, or too many stdio slots).
+ * caller's. Waits while the socket is full, at most timeout_ms of time
+ * this process runs (clonefd_wait). 0 or -errno (E2BIG: too large, or too
+ * many stdio slots; ETIMEDOUT).
  */
 int clonefd_spawn_send(struct clonefd_spawn_builder *b, int sock, uint64_t id, int record_fd, int cwd_fd,
-                       int exec_fd, const int *stdio, int nstdio);
+                       int exec_fd, const int *stdio, int nstdio, int timeout_ms);
+
+/*
+ * poll(2) with a deadline that counts only the time this process runs:
+ * waits in slices of at most 100 ms and counts a slice that took much
+ * longer (the process was stopped, or the machine suspended) as 100 ms, so
+ * a Ctrl-Z and fg of the whole job does not expire it. timeout_ms < 0:
+ * no deadline. Returns poll's result, 0 at the deadline, or -errno.
+ * *left_ms (may be NULL) is what is left of the deadline afterwards.
+ */
+int clonefd_wait(struct pollfd *fds, int nfds, int timeout_ms, int *left_ms);
 void clonefd_spawn_builder_free(struct clonefd_spawn_builder *b);
 
 /* ---- SPAWN, the helper's side ------------------------------------------ */

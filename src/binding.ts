@@ -38,9 +38,17 @@ export interface NativeBinding {
   watchFd(fd: number, onReadable: () => boolean): NativeWatch | number;
   unwatch(watch: NativeWatch): void;
   helperEnsure(fallbackPath: string, out: Int32Array): number;
-  helperConnect(generation: number): number;
+  /** 0, out = [request socket, event socket]; or -errno. */
+  helperConnect(generation: number, out: Int32Array): number;
+  /** The helper of that generation did not answer in time: the next helperEnsure starts a new one. */
+  helperAbandon(generation: number): void;
   helperPid(): number;
-  /** 0: sent, out = [recordFd, pid, execErrno, stage]; -errno: not sent, nothing open. */
+  /**
+   * One spawn through the helper: sends SPAWN, waits (timeoutMs of our
+   * running time) for SPAWNED and for the exec's outcome. 0: out =
+   * [recordFd, pid, pidfd, execErr, execStage, err, stage, step]; -errno:
+   * nothing open, out[step] says where (native/addon/helper_client.cc).
+   */
   helperSpawn(
     sock: number,
     id: number,
@@ -53,10 +61,12 @@ export interface NativeBinding {
     uid: number,
     gid: number,
     userFlags: number,
+    timeoutMs: number,
     out: Int32Array,
   ): number;
   /** A reply (a fresh Float64Array, abi.ts Msg layout), 0 at EOF, or -errno (-EAGAIN, -EPROTO). */
-  helperRecv(sock: number, block: boolean): Float64Array | number;
+  /** timeoutMs: 0 non-blocking (-EAGAIN), > 0 a deadline (-ETIMEDOUT), < 0 none. */
+  helperRecv(sock: number, timeoutMs: number): Float64Array | number;
   readRecord(fd: number, block: boolean, exitFd: number, pid: number): Float64Array | number;
   /** The record (possibly marked lost), or -EAGAIN while the child runs. */
   recoverExit(pidfd: number, pid: number): Float64Array | number;
@@ -65,7 +75,10 @@ export interface NativeBinding {
   // ---- fds and signals (native/addon/fds.cc)
   /** Closes an fd the addon created (and forgets it as a user fd). 0 or -errno. */
   closeFd(fd: number): number;
+  /** Both ends are owned by JavaScript until closeFd or releaseFd (a torn-down worker's teardown closes them). */
   socketPair(): [number, number] | number;
+  /** fd now belongs to another owner (a net.Socket): teardown must not close it. */
+  releaseFd(fd: number): void;
   pipe(): [number, number] | number;
   fdFlags(fd: number): [number, number] | number;
   fdValid(fd: number): boolean;

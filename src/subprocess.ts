@@ -106,7 +106,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       for (const [i, plan] of req.stdio.entries()) {
         // Node's shape: only `readable` is chosen (stdin not, the others
         // yes); the sockets stay writable, as child_process's do.
-        streams.push(plan.type === 'pipe' ? new net.Socket({ fd: parentEnds[i], readable: i > 0 }) : null);
+        streams.push(plan.type === 'pipe' ? adoptSocket(parentEnds[i], i > 0) : null);
       }
       this.stdio = streams;
       if (params.flags !== undefined) this.#openUserFds();
@@ -281,6 +281,13 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     else this.emit('exit', info);
     if (this.stdio.some((s) => s !== null)) process.nextTick(flushStdio, this.stdio);
   }
+}
+
+/** A parent end as a Node stream: from now on its libuv handle owns the fd. */
+export function adoptSocket(fd: number, readable: boolean): net.Socket {
+  const socket = new net.Socket({ fd, readable });
+  binding.releaseFd(fd);
+  return socket;
 }
 
 /**

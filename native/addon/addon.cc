@@ -32,6 +32,7 @@ const Export kExports[] = {
     {"unwatch", Unwatch},
     {"helperEnsure", HelperEnsure},
     {"helperConnect", HelperConnect},
+    {"helperAbandon", HelperAbandon},
     {"helperPid", HelperPid},
     {"helperSpawn", HelperSpawn},
     {"helperRecv", HelperRecv},
@@ -42,6 +43,7 @@ const Export kExports[] = {
     {"closeFd", CloseFd},
     {"socketPair", SocketPair},
     {"pipe", Pipe},
+    {"releaseFd", ReleaseFd},
     {"fdFlags", FdFlags},
     {"fdValid", FdValid},
     {"waitReadable", WaitReadable},
@@ -128,6 +130,7 @@ napi_value Init(napi_env env, napi_value exports) {
     napi_throw_error(env, "ERR_CLONEFD_ADDON", "clonefd: cannot set up the environment's state");
     return nullptr;
   }
+  CurrentUmask();  // opens its /proc/self/status fd now, not when fds run out
   const char* legacy = getenv("CLONEFD_LEGACY_CLONE");
   if (legacy && legacy[0] == '1') clonefd_force_legacy_clone(1);
 

@@ -122,7 +122,7 @@ napi_value FdPair(napi_env env, int a, int b);
 // environment is going away). Check ok() before acting.
 class Args {
  public:
-  static constexpr size_t kMax = 12;
+  static constexpr size_t kMax = 16;
   Args(napi_env env, napi_callback_info info);
   bool ok() const { return ok_; }
   napi_value raw(size_t i) const { return i < kMax ? v_[i] : nullptr; }
@@ -167,12 +167,16 @@ napi_value WatchFd(napi_env, napi_callback_info);
 napi_value Unwatch(napi_env, napi_callback_info);
 napi_value HelperEnsure(napi_env, napi_callback_info);
 napi_value HelperConnect(napi_env, napi_callback_info);
+napi_value HelperAbandon(napi_env, napi_callback_info);
 napi_value HelperPid(napi_env, napi_callback_info);
 napi_value HelperSpawn(napi_env, napi_callback_info);
 napi_value HelperRecv(napi_env, napi_callback_info);
 napi_value ReadRecord(napi_env, napi_callback_info);
 napi_value RecoverExit(napi_env, napi_callback_info);
 napi_value DupUserFd(napi_env, napi_callback_info);
+// The process's umask (-errno on failure); the first call opens the
+// /proc/self/status fd it keeps (Init makes that call).
+int CurrentUmask();
 // Slots of a received reply as JavaScript gets it (src/abi.ts Msg).
 enum MsgSlot { kMsgType, kMsgId, kMsgPid, kMsgErr, kMsgStage, kMsgFd, kMsgRecord, kMsgSize = kMsgRecord + CLONEFD_SLOT_COUNT };
 
@@ -180,11 +184,14 @@ enum MsgSlot { kMsgType, kMsgId, kMsgPid, kMsgErr, kMsgStage, kMsgFd, kMsgRecord
 napi_value CloseFd(napi_env, napi_callback_info);
 napi_value SocketPair(napi_env, napi_callback_info);
 napi_value Pipe(napi_env, napi_callback_info);
+napi_value ReleaseFd(napi_env, napi_callback_info);
 napi_value FdFlags(napi_env, napi_callback_info);
 napi_value FdValid(napi_env, napi_callback_info);
 napi_value WaitReadable(napi_env, napi_callback_info);
 napi_value KillPidfd(napi_env, napi_callback_info);
 napi_value KillPid(napi_env, napi_callback_info);
+
+// env.cc
 napi_value FatalException(napi_env, napi_callback_info);
 
 // sync.cc

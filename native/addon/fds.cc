@@ -25,17 +25,26 @@ napi_value CloseFd(napi_env env, napi_callback_info info) {
   return Number(env, r < 0 && errno != EINTR ? -errno : 0);
 }
 
+// Both ends of a new pair as [a, b], owned by JavaScript (closed by the
+// teardown of a worker terminated before it could close them itself).
+static napi_value OwnedPair(napi_env env, int a, int b) {
+  napi_value pair = FdPair(env, a, b);
+  if (pair == nullptr) {
+    close(a);
+    close(b);
+    return nullptr;
+  }
+  TrackUserFd(State(env), a);
+  TrackUserFd(State(env), b);
+  return pair;
+}
+
 // socketPair() → [parentEnd, childEnd] | -errno (stdio 'pipe' slots).
 napi_value SocketPair(napi_env env, napi_callback_info info) {
   (void)info;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return Number(env, -errno);
-  napi_value pair = FdPair(env, sv[0], sv[1]);
-  if (pair == nullptr) {
-    close(sv[0]);
-    close(sv[1]);
-  }
-  return pair;
+  return OwnedPair(env, sv[0], sv[1]);
 }
 
 // pipe() → [readEnd, writeEnd] | -errno (spawnSync's stdio).
@@ -43,12 +52,16 @@ napi_value Pipe(napi_env env, napi_callback_info info) {
   (void)info;
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return Number(env, -errno);
-  napi_value pair = FdPair(env, p[0], p[1]);
-  if (pair == nullptr) {
-    close(p[0]);
-    close(p[1]);
-  }
-  return pair;
+  return OwnedPair(env, p[0], p[1]);
+}
+
+// releaseFd(fd): JavaScript handed fd to an owner of its own (a
+// net.Socket, whose libuv handle closes it): teardown must not close it.
+napi_value ReleaseFd(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0);
+  if (a.ok()) ForgetUserFd(State(env), fd);
+  return nullptr;
 }
 
 // fdFlags(fd) → [F_GETFD, F_GETFL] | -errno (tests check flags with it).

@@ -24,47 +24,65 @@ extern char** environ;
 
 namespace clonefd {
 
-namespace {
-
 // The process's umask, read without changing it: umask(2) can only be
 // read by setting it, which would briefly give other threads' new files
-// the wrong mode. /proc/self/status has it (Linux >= 4.7).
+// the wrong mode. /proc/self/status has it (Linux >= 4.7); its fd is
+// opened once (OpenUmaskSource, at the addon's load) and kept, so a full fd
+// table later cannot make this fail. Returns the umask or -errno.
+namespace {
+pthread_mutex_t umask_mu = PTHREAD_MUTEX_INITIALIZER;
+int umask_fd = -1;
+}  // namespace
+
 int CurrentUmask() {
-  static int fd = -1;
-  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   char buf[4096];
-  pthread_mutex_lock(&mu);
-  if (fd < 0) fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof buf - 1, 0);
-  pthread_mutex_unlock(&mu);
-  if (n <= 0) return -1;
+  pthread_mutex_lock(&umask_mu);
+  if (umask_fd < 0) umask_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  int err = umask_fd < 0 ? errno : 0;
+  ssize_t n = umask_fd < 0 ? -1 : pread(umask_fd, buf, sizeof buf - 1, 0);
+  if (n < 0 && !err) err = errno;
+  pthread_mutex_unlock(&umask_mu);
+  if (n <= 0) return -(err ? err : ENOSYS);
   buf[n] = '\0';
   const char* line = strstr(buf, "\nUmask:");
-  if (!line) return -1;
+  if (!line) return -ENOSYS;
   return static_cast<int>(strtol(line + 7, nullptr, 8));
 }
 
-// Reads the exec pipe to EOF: the child writes its pid, then {errno,
-// stage} if a step before execve failed. Fills out[1..3] = pid (0 if the
-// child never wrote it), errno (0: it exec'd), stage.
-void WaitExec(int fd, int32_t* out) {
+namespace {
+
+// Reads what the child wrote into the exec pipe so far (non-blocking):
+// its pid, then {errno, stage} if a step before execve failed. true at
+// EOF (the child exec'd or exited; or there was never a child).
+struct ExecReport {
   int32_t rec[3] = {0, 0, 0};
   size_t got = 0;
   int err = 0;
-  while (got < sizeof rec) {
-    ssize_t n = read(fd, reinterpret_cast<char*>(rec) + got, sizeof rec - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      err = errno;
-      break;
+  bool eof = false;
+  void ReadAvailable(int fd) {
+    while (!eof && got < sizeof rec) {
+      ssize_t n = read(fd, reinterpret_cast<char*>(rec) + got, sizeof rec - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n <= 0) {
+        if (n < 0) err = errno;
+        eof = true;
+        return;
+      }
+      got += static_cast<size_t>(n);
     }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
+    if (got == sizeof rec) eof = true;  // a failure report is the last thing written
   }
-  out[1] = got >= sizeof(int32_t) ? rec[0] : 0;
-  out[2] = err ? err : (got == sizeof rec ? rec[1] : (got == 0 || got == sizeof(int32_t) ? 0 : EPROTO));
-  out[3] = got == sizeof rec ? rec[2] : 0;
-}
+  int32_t pid() const { return got >= sizeof(int32_t) ? rec[0] : 0; }
+  int32_t errnum() const { return err ? err : got == sizeof rec ? rec[1] : (got == 0 || got == sizeof(int32_t) ? 0 : EPROTO); }
+  int32_t stage() const { return got == sizeof rec ? rec[2] : 0; }
+};
+
+// Messages delivered per wake-up of an environment socket's watch. Each
+// delivery may run a continuation that spawns again (a few hundred µs), so
+// a small batch keeps one loop iteration short: timers and other I/O get
+// their turn between batches, whatever the callers do.
+constexpr int kEventBatch = 8;
 
 void OnFdReadable(uv_poll_t* handle, int status, int events) {
   (void)status;
@@ -73,9 +91,8 @@ void OnFdReadable(uv_poll_t* handle, int status, int events) {
   // JavaScript handles one message (or one event) per call and says
   // whether there may be more. Each call is its own callback scope, so
   // promise continuations run between deliveries, and the batch is
-  // bounded: the loop gets back to timers and other I/O in between (a
-  // level-triggered poll calls again for what is left).
-  for (int i = 0; i < 64; i++) {
+  // bounded (a level-triggered poll calls again for what is left).
+  for (int i = 0; i < kEventBatch; i++) {
     bool more = false;
     if (w->callback == nullptr || !CallFromLoop(w, 0, nullptr, &more) || !more) return;
     if (w->poll == nullptr || uv_is_closing(reinterpret_cast<uv_handle_t*>(w->poll))) return;
@@ -130,12 +147,32 @@ napi_value HelperEnsure(napi_env env, napi_callback_info info) {
   return Number(env, static_cast<double>(gen));
 }
 
-// helperConnect(generation) → a new environment socket | -errno.
+// helperConnect(generation, out: Int32Array[2]) → 0 | -errno; out = [the
+// request socket, the event socket] of a new environment connection.
 napi_value HelperConnect(napi_env env, napi_callback_info info) {
   Args a(env, info);
   long gen = static_cast<long>(a.i64(0));
-  if (!a.ok()) return nullptr;
-  return Number(env, clonefd_helper_connect(gen));
+  size_t nout = 0;
+  int32_t* out = a.i32array(1, &nout);
+  if (!a.ok() || nout < 2) return nullptr;
+  int req = -1, ev = -1;
+  int r = clonefd_helper_connect(gen, &req, &ev);
+  if (r == 0) {
+    out[0] = req;
+    out[1] = ev;
+    TrackUserFd(State(env), req);
+    TrackUserFd(State(env), ev);
+  }
+  return Number(env, r);
+}
+
+// helperAbandon(generation): the helper did not answer in time; the next
+// helperEnsure starts a new one.
+napi_value HelperAbandon(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  long gen = static_cast<long>(a.i64(0));
+  if (a.ok()) clonefd_helper_abandon(gen);
+  return nullptr;
 }
 
 napi_value HelperPid(napi_env env, napi_callback_info info) {
@@ -143,14 +180,25 @@ napi_value HelperPid(napi_env env, napi_callback_info info) {
   return Number(env, clonefd_helper_pid());
 }
 
+// Slots of helperSpawn's out array (src/engines/helper.ts mirrors them).
+enum SpawnOut { kOutRecordFd, kOutPid, kOutPidfd, kOutExecErr, kOutExecStage, kOutErr, kOutStage, kOutStep, kOutSize };
+// kOutStep: where a -errno came from.
+enum SpawnStep { kStepLocal = 1, kStepSend = 2, kStepReply = 3 };
+
 // helperSpawn(sock, id, paths, argv, envp|null, cwd|null, stdio: Int32Array,
-//             flags, uid, gid, userFlags: [cloexec, nonblock] as bits 1|2,
-//             out: Int32Array[4]) → 0 | -errno
-// One SPAWN request, with its own pipes: the record pipe (its read end is
-// the contract's fd, the user's flags, kept by JavaScript as out[0]) and
-// the exec pipe (read here to EOF). 0: sent, out = [recordFd, pid, errno
-// (0: exec'd), stage]; JavaScript then waits for SPAWNED. -errno: not
-// sent, nothing left open.
+//             flags, uid, gid, userFlags (1 cloexec | 2 nonblock), timeoutMs,
+//             out: Int32Array[8]) → 0 | -errno
+// One SPAWN request on the environment's request socket, with its own
+// pipes: the record pipe (its read end is the contract's fd, the user's
+// flags, kept by JavaScript) and the exec pipe (read here). Waits for the
+// helper's SPAWNED (at most timeoutMs of our running time) and for the
+// exec pipe's EOF (the exec's outcome, straight from the child) together.
+// 0: out = [recordFd, pid, pidfd (-1 when the helper sent none), exec
+// errno (0: it exec'd), exec stage, SPAWNED's errno, its stage]. -errno:
+// nothing is left open; out[kOutStep] says where it failed, out[kOutPid]
+// is the pid the child reported when the helper went away mid-spawn
+// (-ECONNRESET), so it can be stopped; -ETIMEDOUT: the helper did not
+// answer in time.
 napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   Args a(env, info);
   EnvState* s = State(env);
@@ -165,11 +213,17 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   int32_t* stdio = a.i32array(6, &nstdio);
   uint32_t flags = a.u32(7), uid = a.u32(8), gid = a.u32(9);
   int user_flags = a.i32(10);
-  int32_t* out = a.i32array(11, &nout);
-  if (!a.ok() || s == nullptr || nout < 4) return nullptr;
+  int timeout_ms = a.i32(11);
+  int32_t* out = a.i32array(12, &nout);
+  if (!a.ok() || s == nullptr || nout < kOutSize) return nullptr;
+  for (size_t i = 0; i < kOutSize; i++) out[i] = 0;
+  out[kOutRecordFd] = out[kOutPidfd] = -1;
 
   int mask = CurrentUmask();
-  if (mask < 0) return Number(env, -ENOSYS);
+  if (mask < 0) {
+    out[kOutStep] = kStepLocal;
+    return Number(env, mask);
+  }
   clonefd_spawn_builder b;
   clonefd_spawn_builder_init(&b, flags, uid, gid, static_cast<uint32_t>(mask));
   for (auto& p : paths) clonefd_spawn_add(&b, CLONEFD_LIST_PATHS, p.data(), p.size());
@@ -185,16 +239,22 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   int record[2] = {-1, -1}, exec[2] = {-1, -1};
   int cwdfd = -1;
   int r = 0;
-  if (pipe2(record, O_CLOEXEC) < 0 || pipe2(exec, O_CLOEXEC) < 0 ||
-      ((user_flags & 2) && fcntl(record[0], F_SETFL, O_NONBLOCK) < 0) ||
-      (!(user_flags & 1) && fcntl(record[0], F_SETFD, 0) < 0) ||
-      (cwdfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+  if (b.err) {
+    r = -b.err;  // E2BIG and friends: before any fd is made
+    out[kOutStep] = kStepLocal;
+  } else if (pipe2(record, O_CLOEXEC) < 0 || pipe2(exec, O_CLOEXEC | O_NONBLOCK) < 0 ||
+             ((user_flags & 2) && fcntl(record[0], F_SETFL, O_NONBLOCK) < 0) ||
+             (!(user_flags & 1) && fcntl(record[0], F_SETFD, 0) < 0) ||
+             (cwdfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
     r = -errno;
+    out[kOutStep] = kStepLocal;
   } else {
-    r = clonefd_spawn_send(&b, sock, id, record[1], cwdfd, exec[1], stdio, static_cast<int>(nstdio));
+    r = clonefd_spawn_send(&b, sock, id, record[1], cwdfd, exec[1], stdio, static_cast<int>(nstdio), timeout_ms);
+    if (r < 0) out[kOutStep] = kStepSend;
   }
   clonefd_spawn_builder_free(&b);
-  // The helper (and through it the child) has its own copies now.
+  // The helper (and through it the child) has its own copies now. Ours of
+  // the exec pipe's write end must go before we wait for its EOF.
   for (int fd : {record[1], exec[1], cwdfd})
     if (fd >= 0) close(fd);
   if (r < 0) {
@@ -202,34 +262,100 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
       if (fd >= 0) close(fd);
     return Number(env, r);
   }
-  // spawn() is synchronous: the exec's outcome comes straight from the
-  // child (EOF: it exec'd; else its errno), the pid and pidfd from the
-  // helper's SPAWNED, which JavaScript waits for next.
-  WaitExec(exec[0], out);
+
+  // Both at once: SPAWNED (the helper answers right after the clone) and
+  // the exec pipe (EOF once the child exec'd or failed), so whichever
+  // comes last wakes us only once.
+  ExecReport exec_report;
+  bool have_reply = false;
+  int left = timeout_ms;
+  r = 0;
+  while (!have_reply || !exec_report.eof) {
+    struct pollfd p[2] = {{sock, POLLIN, 0}, {exec[0], POLLIN, 0}};
+    int n = have_reply ? clonefd_wait(p + 1, 1, -1, nullptr) : clonefd_wait(p, exec_report.eof ? 1 : 2, left, &left);
+    if (n == 0) {
+      r = -ETIMEDOUT;
+      break;
+    }
+    if (n < 0) {
+      r = n;
+      break;
+    }
+    if (!exec_report.eof && (p[1].revents || have_reply)) exec_report.ReadAvailable(exec[0]);
+    if (have_reply || !p[0].revents) continue;
+    clonefd_reply msg;
+    int fds[4];
+    int nfds = 0, trunc = 0;
+    ssize_t got = clonefd_recv_fds(sock, &msg, sizeof msg, fds, 4, &nfds, MSG_DONTWAIT, &trunc);
+    if (got == -EAGAIN) continue;
+    if (got <= 0) {
+      r = got == 0 ? -ECONNRESET : static_cast<int>(got);
+      break;
+    }
+    if (trunc || clonefd_reply_check(&msg, static_cast<size_t>(got), nfds) != CLONEFD_MSG_SPAWNED || msg.h.id != id) {
+      for (int i = 0; i < nfds; i++) close(fds[i]);
+      continue;  // not ours: the request socket carries nothing else
+    }
+    have_reply = true;
+    out[kOutPid] = msg.body.spawned.pid;
+    out[kOutErr] = msg.body.spawned.err;
+    out[kOutStage] = msg.body.spawned.stage;
+    if (nfds == 1) {
+      out[kOutPidfd] = fds[0];
+      // JavaScript owns it now, but a worker torn down runs no JavaScript,
+      // so the environment closes it then.
+      TrackUserFd(s, fds[0]);
+    }
+  }
+  if (r == -ECONNRESET) {
+    // The helper went away before it answered. A child it made holds the
+    // exec pipe until its exec or exit, and wrote its pid first: wait for
+    // that, so JavaScript can stop an orphan nobody else knows of.
+    struct pollfd p = {exec[0], POLLIN, 0};
+    while (!exec_report.eof && clonefd_wait(&p, 1, -1, nullptr) > 0) exec_report.ReadAvailable(exec[0]);
+    out[kOutPid] = exec_report.pid();
+  }
   close(exec[0]);
-  out[0] = record[0];
+  if (r < 0) {
+    close(record[0]);
+    if (out[kOutPidfd] >= 0) {
+      ForgetUserFd(s, out[kOutPidfd]);
+      close(out[kOutPidfd]);
+      out[kOutPidfd] = -1;
+    }
+    out[kOutStep] = kStepReply;
+    return Number(env, r);
+  }
+  if (out[kOutPid] == 0) out[kOutPid] = exec_report.pid();
+  out[kOutExecErr] = exec_report.errnum();
+  out[kOutExecStage] = exec_report.stage();
+  out[kOutRecordFd] = record[0];
   TrackUserFd(s, record[0]);
   return Number(env, 0);
 }
 
-// helperRecv(sock, block) → reply (Float64Array, MsgSlot layout, a fresh
-// one each time) | 0 (EOF) | -errno (-EAGAIN: nothing there; -EPROTO: a
-// malformed message, dropped).
+// helperRecv(sock, timeoutMs) → reply (Float64Array, MsgSlot layout, a
+// fresh one each time) | 0 (EOF) | -errno (-EAGAIN: nothing there with
+// timeoutMs 0; -ETIMEDOUT: nothing within timeoutMs > 0; -EPROTO: a
+// malformed message, dropped). timeoutMs < 0 waits without a deadline.
 napi_value HelperRecv(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int sock = a.i32(0);
-  bool block = a.flag(1);
+  int timeout_ms = a.i32(1);
   if (!a.ok()) return nullptr;
   clonefd_reply msg;
   int fds[4];
   int nfds = 0, trunc = 0;
   ssize_t n;
+  int left = timeout_ms;
   for (;;) {
     // libuv made the socket non-blocking (uv_poll_init): wait with poll.
     n = clonefd_recv_fds(sock, &msg, sizeof msg, fds, 4, &nfds, MSG_DONTWAIT, &trunc);
-    if (n != -EAGAIN || !block) break;
+    if (n != -EAGAIN || timeout_ms == 0) break;
     struct pollfd p = {sock, POLLIN, 0};
-    if (poll(&p, 1, -1) < 0 && errno != EINTR) break;
+    int w = clonefd_wait(&p, 1, left, &left);
+    if (w == 0) return Number(env, -ETIMEDOUT);
+    if (w < 0) return Number(env, w);
   }
   if (n <= 0) return Number(env, static_cast<double>(n));
   int type = trunc ? -EPROTO : clonefd_reply_check(&msg, static_cast<size_t>(n), nfds);

@@ -31,6 +31,10 @@ napi_value DrainSync(napi_env env, napi_callback_info info) {
   double max_buffer = a.f64(6);
   int kill_signal = a.i32(7);
   if (!a.ok()) return nullptr;
+  // Every fd given is closed here, not by JavaScript.
+  EnvState* s = State(env);
+  for (size_t i = 0; i < nr; i++) ForgetUserFd(s, rfds[i]);
+  if (wfd >= 0) ForgetUserFd(s, wfd);
 
   std::vector<int> fds(rfds, rfds + nr);
   std::vector<std::string> out(nr);

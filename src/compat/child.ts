@@ -2,7 +2,6 @@
 // events (lib/internal/child_process.js) over a core Subprocess.
 import { EventEmitter } from 'node:events';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +10,7 @@ import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
 import { AbortError, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
+import { adoptSocket } from '../subprocess';
 import { expandStdio, isPipeEntry, searchPath } from '../options';
 import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
 import { coreOptions, normalizeSpawnArguments, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
@@ -61,8 +61,13 @@ export function start(file: string, args: string[], options: CoreOptions, raw: b
   }
 }
 
-/** As Node's ErrnoException for a failed spawn: code, errno, syscall, path, spawnargs. */
+/**
+ * As Node's ErrnoException for a failed spawn: code, errno, syscall, path,
+ * spawnargs, and Node's message. A failure that is not the spawn's own (no
+ * pidfds on this kernel, no helper) keeps clonefd's error, which says why.
+ */
 export function spawnFailure(err: SystemError, syscall: string, file: string, spawnargs: string[]): SystemError {
+  if (!err.syscall.startsWith('spawn ') || err.syscall === 'spawn clonefd-helper') return err;
   return new SystemError(-err.errno, `${syscall} ${file}`, { path: file, spawnargs: spawnargs.slice(1) });
 }
 
@@ -137,7 +142,7 @@ export class ChildProcess extends EventEmitter {
       const pair = binding.socketPair();
       if (typeof pair === 'number') return null;
       binding.closeFd(pair[1]);
-      return new Socket({ fd: pair[0], readable: i > 0 });
+      return adoptSocket(pair[0], i > 0);
     });
     this.stdin = (this.stdio[0] as Writable | null) ?? null;
     this.stdout = (this.stdio[1] as Readable | null) ?? null;

@@ -51,7 +51,21 @@ function execFileImpl(file: string, args: string[], options: ExecFileOptions, ca
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);
   const killSignal = toSignalNumber(opts.killSignal ?? 'SIGTERM', 'options.killSignal');
-  const child = spawn(file, args, { ...opts, timeout: undefined, killSignal: opts.killSignal });
+  // Exactly the options Node's execFile passes on (stdio, argv0, detached,
+  // killSignal and timeout are execFile's own business or ignored), plus
+  // clonefd's extras.
+  const child = spawn(file, args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    gid: opts.gid,
+    shell: opts.shell,
+    signal: opts.signal,
+    uid: opts.uid,
+    windowsHide: !!opts.windowsHide,
+    windowsVerbatimArguments: !!opts.windowsVerbatimArguments,
+    engine: opts.engine,
+    killWithParent: opts.killWithParent,
+  });
   const encoding = opts.encoding && opts.encoding !== 'buffer' && Buffer.isEncoding(opts.encoding) ? opts.encoding : null;
   const out: (string | Buffer)[] = [];
   const err: (string | Buffer)[] = [];

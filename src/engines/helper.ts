@@ -8,20 +8,37 @@
 // end is the handle's `fd` (the contract, readable by any code).
 // docs/ARCHITECTURE.md has the whole sequence.
 import path from 'node:path';
-import { Msg, MsgType } from '../abi';
+import { Msg, MsgType, Stage } from '../abi';
 import { binding, bindingPath, type NativeWatch } from '../binding';
 import { O_CLOEXEC, O_NONBLOCK } from '../constants';
 import { ExitDelivery, lostRecord, probePidfd, spawnError, type EngineChild, type ExitFn, type ExitRecord, type SpawnFn } from '../engine';
-import { EAGAIN, EBADF, ECHILD, ECONNRESET, EPIPE, EPROTO, ESRCH } from '../errno';
-import { SystemError } from '../errors';
+import { EACCES, EAGAIN, ECANCELED, EBADF, ECHILD, ECONNRESET, ENOENT, ENOEXEC, EPERM, EPIPE, EPROTO, ESRCH, ETIMEDOUT } from '../errno';
+import { codedError, errnoName, SystemError } from '../errors';
 import { spawnFlags, type SpawnRequest } from '../options';
 import { SIGKILL } from '../signals';
 
 /** A reply from the helper: a fresh array of its own (src/abi.ts Msg layout). */
 type Reply = Float64Array;
 
+/** helperSpawn's out slots (native/addon/helper_client.cc SpawnOut). */
+const enum Out { RecordFd, Pid, Pidfd, ExecErr, ExecStage, Err, Stage, Step, Size }
+const enum Step { Local = 1, Send = 2, Reply = 3 }
+
 const ensureOut = new Int32Array(2);
-const spawnOut = new Int32Array(4);
+const connectOut = new Int32Array(2);
+const spawnOut = new Int32Array(Out.Size);
+
+/**
+ * How long a spawn waits for the helper to answer (of this process's
+ * running time): CLONEFD_HELPER_TIMEOUT_MS, default 5 s. A helper that
+ * does not answer in time (stopped, or wedged) is abandoned: the spawn
+ * fails with ERR_CLONEFD_HELPER_UNRESPONSIVE and the next one starts a
+ * new helper.
+ */
+function helperTimeoutMs(): number {
+  const v = Number(process.env.CLONEFD_HELPER_TIMEOUT_MS);
+  return Number.isInteger(v) && v > 0 ? v : 5000;
+}
 
 /**
  * The helper executable on disk: the fallback when the embedded copy can't
@@ -35,28 +52,42 @@ export function helperFileFor(addon: string): string {
 }
 const helperFile = helperFileFor(bindingPath);
 
+/** The error of a helper that did not answer within the deadline. */
+function unresponsive(req: SpawnRequest | null, ms: number): Error {
+  const err = codedError(Error, 'ERR_CLONEFD_HELPER_UNRESPONSIVE',
+    `${req ? `spawn ${req.file}: ` : ''}the clonefd helper did not answer within ${ms} ms (is it stopped?); it is abandoned and the next spawn starts a new one`);
+  if (req) Object.assign(err, { path: req.file, spawnargs: req.args });
+  return err;
+}
+
 /**
- * One environment's socket to one helper generation. A new generation
- * (the helper died, or Node's credentials changed) gets a new connection;
- * an old one lives until its children are done.
+ * One environment's connection to one helper generation: a request socket
+ * (SPAWN and its SPAWNED, read synchronously by spawn()) and an event
+ * socket (EXIT, read by this environment's loop). A new generation (the
+ * helper died, was abandoned, or Node's credentials changed) gets a new
+ * connection; an old one lives until its children are done.
  */
 class Connection {
   readonly fd: number;
+  readonly efd: number;
   readonly watch: NativeWatch;
   readonly children = new Map<number, HelperChild>();
   #nextId = 1;
   #refs = 0;
   #closed = false;
-  /** EXIT messages read while waiting for something else, by request id,
-   *  until dispatched (next tick, or at once by a read() that needs one). */
+  /** EXITs read off the event socket by a read() waiting for its own, until dispatched from the loop. */
   #queued = new Map<number, Reply>();
+  #queueScheduled = false;
 
   constructor(readonly generation: number) {
-    const fd = binding.helperConnect(generation);
-    if (fd < 0) throw new SystemError(-fd, 'connect', { detail: 'cannot reach the clonefd helper' });
-    this.fd = fd;
-    const watch = binding.watchFd(fd, () => this.#onReadable());
-    if (typeof watch === 'number') throw new SystemError(-watch, 'uv_poll_init'); // the watch closed fd
+    const r = binding.helperConnect(generation, connectOut);
+    if (r < 0) throw new SystemError(-r, 'connect', { detail: 'cannot reach the clonefd helper' });
+    [this.fd, this.efd] = connectOut;
+    const watch = binding.watchFd(this.efd, () => this.#onEvent());
+    if (typeof watch === 'number') {
+      binding.closeFd(this.fd); // the failed watch closed efd
+      throw new SystemError(-watch, 'uv_poll_init');
+    }
     this.watch = watch;
     binding.ref(watch, false); // an idle environment exits normally
   }
@@ -68,37 +99,46 @@ class Connection {
   spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn): HelperChild {
     const id = this.#nextId++;
     const userFlags = ((flags & O_CLOEXEC) !== 0 ? 1 : 0) | ((flags & O_NONBLOCK) !== 0 ? 2 : 0);
-    const sent = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, userFlags, spawnOut);
-    if (sent < 0) {
-      if (sent === -ECONNRESET || sent === -EPIPE) this.lost();
-      throw spawnError(-sent, 0, req, 'sending the request to the clonefd helper failed');
+    const timeout = helperTimeoutMs();
+    const r = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, userFlags, timeout, spawnOut);
+    // undefined: the addon could not act (this environment is shutting down).
+    if (typeof r !== 'number') throw spawnError(ECANCELED, 0, req, 'this environment is shutting down');
+    if (r < 0) {
+      const step = spawnOut[Out.Step];
+      if (step === Step.Local) throw spawnError(-r, 0, req);
+      if (r === -ETIMEDOUT) {
+        this.abandon();
+        throw unresponsive(req, timeout);
+      }
+      if (step === Step.Reply && spawnOut[Out.Pid] > 0) {
+        // The helper went away before it could announce the child: it must
+        // not run on as an orphan of this failure.
+        binding.killPid(spawnOut[Out.Pid], SIGKILL);
+      }
+      if (r === -ECONNRESET || r === -EPIPE || step === Step.Reply) this.lost();
+      if (step === Step.Send && (r === -ECONNRESET || r === -EPIPE)) {
+        // Nothing reached the helper (it went away since the last spawn):
+        // safe to try once more, with a new connection or a new helper.
+        throw Object.assign(spawnError(-r, 0, req, 'sending the request to the clonefd helper failed'), { [retry]: true });
+      }
+      throw spawnError(-r, 0, req, step === Step.Send ? 'sending the request to the clonefd helper failed' : 'the clonefd helper went away during the spawn');
     }
-    // The exec's outcome is known (helperSpawn read it from the child); the
-    // pid and pidfd come from the helper, which answers right after the clone.
-    const [recordFd, toldPid, execErr, execStage] = spawnOut;
-    const reply = this.#waitFor(MsgType.Spawned, id);
-    this.#scheduleQueued();
-    if (typeof reply === 'number') {
-      binding.closeFd(recordFd);
-      // The helper died before it could announce the child: if the child
-      // told us its pid, it must not run on as an orphan of this failure.
-      if (toldPid > 0) binding.killPid(toldPid, SIGKILL);
-      this.lost();
-      throw spawnError(reply === 0 ? ECONNRESET : -reply, 0, req, 'the clonefd helper went away during the spawn');
-    }
-    const failed = execErr !== 0 ? execErr : reply[Msg.Err];
+    const recordFd = spawnOut[Out.RecordFd];
+    const pidfd = spawnOut[Out.Pidfd];
+    const execErr = spawnOut[Out.ExecErr];
+    const failed = execErr !== 0 ? execErr : spawnOut[Out.Err];
     if (failed !== 0) {
       binding.closeFd(recordFd);
       // A child was created if the helper sent its pidfd: it exits at once
       // and the helper reaps it. Wait for that, so that nothing is left
       // once spawn() throws.
-      if (reply[Msg.Fd] >= 0) {
-        binding.closeFd(reply[Msg.Fd]);
-        this.#awaitExitOf(id);
+      if (pidfd >= 0) {
+        binding.closeFd(pidfd);
+        this.#awaitExit(id, timeout);
       }
-      throw spawnError(failed, execErr !== 0 ? execStage : reply[Msg.Stage], req);
+      throw spawnError(failed, execErr !== 0 ? spawnOut[Out.ExecStage] : spawnOut[Out.Stage], req);
     }
-    const child = new HelperChild(this, id, reply[Msg.Pid], reply[Msg.Fd], recordFd, flags, new ExitDelivery(onExit));
+    const child = new HelperChild(this, id, spawnOut[Out.Pid], pidfd, recordFd, flags, new ExitDelivery(onExit));
     this.children.set(id, child);
     this.setRef(child, true);
     return child;
@@ -111,13 +151,12 @@ class Connection {
     if (!this.#closed) binding.ref(this.watch, this.#refs > 0);
   }
 
-  /** The socket is readable: one message handled; true while there may be more. */
-  #onReadable(): boolean {
+  /** The event socket is readable: one message handled; true while there may be more. */
+  #onEvent(): boolean {
     if (this.#closed) return false;
-    const m = binding.helperRecv(this.fd, false);
+    const m = binding.helperRecv(this.efd, 0);
     if (typeof m !== 'number') {
       if (m[Msg.Type] === MsgType.Exit) this.#dispatch(m, false);
-      else this.#dropStray(m);
       return true;
     }
     if (m === -EAGAIN) return false;
@@ -128,56 +167,50 @@ class Connection {
 
   /**
    * Blocks until `child`'s EXIT arrives (read() has its 24 bytes already;
-   * the helper sends EXIT right after writing them). Exits of others are
-   * queued. If the socket fails first, the 24 bytes settle the child.
+   * the helper sends EXIT right after writing them). If the socket fails
+   * or the helper does not answer in time, the 24 bytes settle the child.
    */
   awaitExit(child: HelperChild, seed: ExitRecord | null): void {
     if (!this.children.has(child.id) || this.takeQueued(child)) return;
-    const reply = this.#closed ? 0 : this.#waitFor(MsgType.Exit, child.id);
+    const timeout = helperTimeoutMs();
+    const reply = this.#closed ? 0 : this.#awaitExit(child.id, timeout);
     if (typeof reply !== 'number') this.#dispatch(reply, true);
-    this.#scheduleQueued();
     if (seed && this.children.has(child.id)) {
       // The 24 bytes are all there is: the record without rusage.
       this.forget(child);
       child.deliver(seed, true);
     }
-    if (typeof reply === 'number') this.lost();
-  }
-
-  /** Blocks until the EXIT for request `id` (a failed spawn's child) or EOF. */
-  #awaitExitOf(id: number): void {
-    const reply = this.#waitFor(MsgType.Exit, id);
-    this.#scheduleQueued();
-    if (typeof reply === 'number') this.lost();
   }
 
   /**
-   * Blocks reading the socket until the reply of `type` for request `id`
-   * (returned), or the socket fails (0 at EOF or -errno: the helper is
-   * gone). EXITs of other children met on the way are queued; answers
-   * nobody waits for are dropped.
+   * Blocks reading the event socket until the EXIT of request `id`
+   * (returned), queueing the others for the loop; 0 or -errno when the
+   * socket fails (the helper is gone) or the helper did not answer in
+   * time (abandoned).
    */
-  #waitFor(type: MsgType, id: number): Reply | number {
+  #awaitExit(id: number, timeout: number): Reply | number {
     for (;;) {
-      const m = binding.helperRecv(this.fd, true);
-      if (typeof m === 'number') {
-        if (m === -EPROTO || m === -EAGAIN) continue;
-        return m;
+      const m = binding.helperRecv(this.efd, timeout);
+      if (typeof m !== 'number') {
+        if (m[Msg.Type] !== MsgType.Exit) continue;
+        if (m[Msg.Id] === id) return m;
+        this.#queued.set(m[Msg.Id], m);
+        this.#scheduleQueued();
+        continue;
       }
-      if (m[Msg.Type] === type && m[Msg.Id] === id) return m;
-      if (m[Msg.Type] === MsgType.Exit) this.#queued.set(m[Msg.Id], m);
-      else this.#dropStray(m);
+      if (m === -EPROTO) continue;
+      if (m === -ETIMEDOUT) this.abandon();
+      else this.lost();
+      return m;
     }
   }
 
-  /** A SPAWNED nobody waits for any more: its pidfd must not stay open. */
-  #dropStray(m: Reply): void {
-    if (m[Msg.Fd] >= 0) binding.closeFd(m[Msg.Fd]);
-  }
-
+  /** Queued EXITs are delivered from the loop (a macrotask), never in the tick of the read() that found them. */
   #scheduleQueued(): void {
-    if (this.#queued.size === 0) return;
-    process.nextTick(() => {
+    if (this.#queueScheduled) return;
+    this.#queueScheduled = true;
+    setImmediate(() => {
+      this.#queueScheduled = false;
       for (const [id, m] of [...this.#queued]) {
         this.#queued.delete(id);
         this.#dispatch(m, false);
@@ -207,7 +240,13 @@ class Connection {
     if (this.children.size === 0 && helper.current !== this) this.close();
   }
 
-  /** The helper died: every outstanding record is recovered here (docs/ARCHITECTURE.md). */
+  /** The helper did not answer in time: give it up (a new one serves the next spawn), recover its children. */
+  abandon(): void {
+    binding.helperAbandon(this.generation);
+    this.lost();
+  }
+
+  /** The helper died (or was abandoned): every outstanding record is recovered here (docs/ARCHITECTURE.md). */
   lost(): void {
     if (this.#closed) return;
     this.close();
@@ -218,22 +257,30 @@ class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    binding.unwatch(this.watch);
+    binding.unwatch(this.watch); // closes efd
+    binding.closeFd(this.fd);
   }
 }
 
 /** This environment's view of the helper. */
 const helper: { current: Connection | null } = { current: null };
 
+/** Why no helper could be started: its own code when none can be executed, else the resource that ran out. */
+function helperStartError(errno: number, stage: number): Error {
+  const name = errnoName(errno) ?? `E${errno}`;
+  if (stage === Stage.Exec && (errno === ENOENT || errno === EACCES || errno === EPERM || errno === ENOEXEC)) {
+    const err = codedError(Error, 'ERR_CLONEFD_HELPER_UNAVAILABLE',
+      `no clonefd helper can be executed (${name}): the embedded copy could not run from a memfd (vm.memfd_noexec, or a policy forbids it) ` +
+        `and ${helperFile} is missing or not executable; use { engine: 'direct' }`);
+    return Object.assign(err, { errno: -errno, syscall: 'spawn clonefd-helper' });
+  }
+  const what = stage === Stage.Clone ? 'its clone failed' : stage === Stage.None ? 'its memfd or socket could not be made' : 'it failed before its exec';
+  return new SystemError(errno, 'spawn clonefd-helper', { detail: `the clonefd helper could not be started: ${what}` });
+}
+
 function connection(): Connection {
   const gen = binding.helperEnsure(helperFile, ensureOut);
-  if (gen < 0) {
-    throw new SystemError(-gen, 'spawn clonefd-helper', {
-      detail:
-        `the clonefd helper could not be started (${ensureOut[1] ? 'exec failed' : 'memfd/socket failed'}): ` +
-        "neither the embedded copy (memfd) nor the file next to the addon could be executed; use { engine: 'direct' }",
-    });
-  }
+  if (gen < 0) throw helperStartError(-gen, ensureOut[1]);
   let conn = helper.current;
   if (conn && (conn.closed || conn.generation !== gen)) {
     // A new helper (the old one died, or Node's credentials changed).
@@ -379,6 +426,20 @@ class HelperChild implements EngineChild {
 
   #tryRecover(sync: boolean): boolean {
     if (this.#settled) return true;
+    // A helper that is alive but unreachable (its socket shut down, or
+    // abandoned) still writes the 24 bytes: if nobody took the fd, they are
+    // the best record there is (times known). Never wait for them here.
+    if (!this.#handedOver && this.#recordFd >= 0) {
+      const rec = binding.readRecord(this.#recordFd, false, -1, this.pid);
+      if (typeof rec !== 'number') {
+        binding.closeFd(this.#recordFd);
+        this.#recordFd = -1; // read() serves it from memory now
+        this.#recovered = true;
+        this.conn.forget(this);
+        this.deliver(rec, sync);
+        return true;
+      }
+    }
     const r = binding.recoverExit(this.#pidfd, this.pid);
     if (typeof r === 'number') return false; // -EAGAIN: still running
     this.#recovered = true;
@@ -388,10 +449,17 @@ class HelperChild implements EngineChild {
   }
 }
 
+/** Marks a spawn error after which trying again is safe (nothing was sent). */
+const retry = Symbol('clonefd.retry');
+
 export const spawnHelper: SpawnFn = (req, stdioFds, flags, onExit) => {
   probePidfd();
-  const conn = connection();
-  return conn.spawn(req, stdioFds, flags, onExit);
+  try {
+    return connection().spawn(req, stdioFds, flags, onExit);
+  } catch (err) {
+    if (!(err as { [retry]?: boolean })[retry]) throw err;
+    return connection().spawn(req, stdioFds, flags, onExit);
+  }
 };
 
 /** For tests and diagnostics: the helper's pid (0 when none runs). */
