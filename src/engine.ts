@@ -41,13 +41,14 @@ export type ExitFn = (record: ExitRecord, sync: boolean) => void;
 export interface EngineChild {
   readonly pid: number;
   /**
-   * The fds handed to the user: the contract's readable-at-exit fd and the
-   * pidfd (the same fd for the direct engine), with the flags given at
-   * spawn. From now on the user owns them. -1 when the child has been
-   * reaped and none can be made any more.
+   * The contract's readable-at-exit fd, handed to the user with the flags
+   * given at spawn; from now on the user owns it. -1 when the child has
+   * been reaped and none can be made any more. Asked at most once.
    */
-  openUserFds(): { fd: number; pidfd: number };
-  /** The user closed the fds from openUserFds(): stop using them. */
+  openUserFd(): number;
+  /** The child's pidfd for the user, likewise (the same fd as openUserFd() with the direct engine). */
+  openUserPidfd(): number;
+  /** The user closed the fds handed out: stop using them. */
   userFdsClosed(): void;
   /** 0, or -errno (-ESRCH once reaped). */
   kill(signal: number): number;

@@ -47,8 +47,12 @@ export function spawn(file: string, args?: unknown, options?: unknown): Subproce
  * (default `O_CLOEXEC`); anything else throws EINVAL and spawns nothing.
  * stdio defaults to 'inherit'. You own `fd` and `pidfd`: `close()` them.
  */
-export function clonefd(file: string, args?: readonly string[], options?: ClonefdOptions): ClonefdHandle {
-  const flags = validateFlags((options as ClonefdOptions | undefined)?.flags);
+export function clonefd(file: string, args?: readonly string[], options?: ClonefdOptions): ClonefdHandle;
+export function clonefd(file: string, options?: ClonefdOptions): ClonefdHandle;
+export function clonefd(file: string, args?: unknown, options?: unknown): ClonefdHandle {
+  // clonefd(file, options) as spawn(file, options): the flags are in there.
+  const opts = options ?? (args !== null && typeof args === 'object' && !Array.isArray(args) ? args : undefined);
+  const flags = validateFlags(opts !== null && typeof opts === 'object' ? (opts as ClonefdOptions).flags : undefined);
   const req = normalize(file, args, options, 'inherit');
   return new Subprocess({ req, engine: engineFor(req.engine), flags });
 }

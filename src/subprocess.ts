@@ -66,8 +66,9 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   #req: SpawnRequest;
   #flags: number;
   #lease: FdLease | null = null;
-  #userFd = -1;
-  #userPidfd = -1;
+  /** The user's fds once asked for (undefined: not yet); -1 when none could be had. */
+  #userFd: number | undefined;
+  #userPidfd: number | undefined;
   #closed = false;
   #settled = false;
   #timer: NodeJS.Timeout | undefined;
@@ -109,7 +110,10 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
         streams.push(plan.type === 'pipe' ? adoptSocket(parentEnds[i], i > 0) : null);
       }
       this.stdio = streams;
-      if (params.flags !== undefined) this.#openUserFds();
+      if (params.flags !== undefined) {
+        this.#takeFd();
+        this.#takePidfd();
+      }
       if (req.signal) {
         const signal = req.signal;
         this.#onAbort = () => this.#killQuietly(req.killSignal);
@@ -144,14 +148,14 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
    * available from `read()`).
    */
   get fd(): number {
-    if (this.#lease === null && !this.#closed) this.#openUserFds();
-    return this.#userFd;
+    if (this.#userFd === undefined && !this.#closed) this.#takeFd();
+    return this.#userFd ?? -1;
   }
 
   /** The kernel's process fd for the child (see `fd` for ownership). */
   get pidfd(): number {
-    if (this.#lease === null && !this.#closed) this.#openUserFds();
-    return this.#userPidfd;
+    if (this.#userPidfd === undefined && !this.#closed) this.#takePidfd();
+    return this.#userPidfd ?? -1;
   }
 
   /**
@@ -224,13 +228,24 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     }
   }
 
-  #openUserFds(): void {
-    const { fd, pidfd } = this.#child.openUserFds();
-    if (fd < 0) return; // reaped before anyone asked: nothing to hand out
-    this.#userFd = fd;
-    this.#userPidfd = pidfd;
-    this.#lease = { fds: fd === pidfd ? [fd] : [fd, pidfd], pid: this.pid };
-    leaks.register(this, this.#lease, this.#lease);
+  #takeFd(): void {
+    this.#userFd = this.#child.openUserFd();
+    this.#own(this.#userFd);
+  }
+
+  #takePidfd(): void {
+    this.#userPidfd = this.#child.openUserPidfd();
+    this.#own(this.#userPidfd);
+  }
+
+  /** fd is the user's now: released by close(), or by the GC finalizer. */
+  #own(fd: number): void {
+    if (fd < 0) return;
+    if (this.#lease === null) {
+      this.#lease = { fds: [], pid: this.pid };
+      leaks.register(this, this.#lease, this.#lease);
+    }
+    if (!this.#lease.fds.includes(fd)) this.#lease.fds.push(fd);
   }
 
   #releaseFds(): void {
@@ -239,8 +254,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     leaks.unregister(lease);
     for (const fd of lease.fds) binding.closeFd(fd);
     lease.fds = [];
-    this.#userFd = -1;
-    this.#userPidfd = -1;
+    if (this.#userFd !== undefined) this.#userFd = -1;
+    if (this.#userPidfd !== undefined) this.#userPidfd = -1;
     this.#child.userFdsClosed();
   }
 
@@ -259,7 +274,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.stdin?.destroy();
     // A spawn() child whose fds nobody took: the engine may let go of
     // what only served the contract (the record stays readable here).
-    if (this.#lease === null) this.#child.release();
+    if (this.#userFd === undefined) this.#child.release();
     const lost = lostErrno(record);
     if (lost !== 0) {
       const err = new SystemError(lost, 'waitid', {
@@ -295,8 +310,9 @@ export function adoptSocket(fd: number, readable: boolean): net.Socket {
  * child_process does), so unread pipes reach EOF and close instead of
  * holding their fds forever.
  */
-function flushStdio(stdio: (net.Socket | null)[]): void {
-  for (const stream of stdio) {
+export function flushStdio(stdio: readonly (Readable | Writable | null)[]): void {
+  for (const s of stdio) {
+    const stream = s as Readable | null; // our stdio streams are net.Sockets: readable when they are read ends
     if (stream && stream.readable && !stream.readableFlowing && stream.listenerCount('data') === 0 && stream.listenerCount('readable') === 0) {
       stream.resume();
     }

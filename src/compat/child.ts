@@ -10,7 +10,7 @@ import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
 import { AbortError, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
-import { adoptSocket } from '../subprocess';
+import { adoptSocket, flushStdio } from '../subprocess';
 import { expandStdio, isPipeEntry, searchPath } from '../options';
 import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
 import { coreOptions, normalizeSpawnArguments, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
@@ -119,11 +119,7 @@ export class ChildProcess extends EventEmitter {
     this.stdin = sub.stdin;
     this.stdout = sub.stdout;
     this.stderr = sub.stderr;
-    for (const stream of sub.stdio) {
-      if (!stream) continue;
-      this.#closesNeeded++;
-      stream.once('close', () => this.#maybeClose());
-    }
+    this.#watchClose(sub.stdio);
     sub.once('exit', (info) => this.#onExit(info));
     sub.exited.catch((err: Error) => {
       this.#rejectExited(err);
@@ -135,8 +131,9 @@ export class ChildProcess extends EventEmitter {
   /** @internal A spawn that failed the way Node reports by an event. */
   _fail(err: SystemError, stdio: unknown): void {
     // As Node: the 'pipe' slots still get sockets (whose other end is
-    // closed, so they end at once); no 'spawn', an 'error', then 'close'
-    // with the negative errno.
+    // closed, so they end at once); no 'spawn'; a tick later exitCode is
+    // the negative errno, stdin is destroyed, 'error' is emitted, the
+    // readable streams are flushed, and 'close' follows once they closed.
     this.stdio = expandStdio(stdio, 'pipe').map((entry, i) => {
       if (!isPipeEntry(entry, i)) return null;
       const pair = binding.socketPair();
@@ -147,12 +144,23 @@ export class ChildProcess extends EventEmitter {
     this.stdin = (this.stdio[0] as Writable | null) ?? null;
     this.stdout = (this.stdio[1] as Readable | null) ?? null;
     this.stderr = (this.stdio[2] as Readable | null) ?? null;
+    this.#watchClose(this.stdio);
     this.#rejectExited(err);
     process.nextTick(() => {
       this.exitCode = err.errno;
+      this.stdin?.destroy();
       this.emit('error', err);
-      this.emit('close', this.exitCode, null);
+      process.nextTick(flushStdio, this.stdio);
+      this.#maybeClose();
     });
+  }
+
+  #watchClose(streams: readonly (Readable | Writable | null)[]): void {
+    for (const stream of streams) {
+      if (!stream) continue;
+      this.#closesNeeded++;
+      stream.once('close', () => this.#maybeClose());
+    }
   }
 
   #onExit(info: ClonefdInfo): void {

@@ -30,12 +30,20 @@ class DirectChild implements EngineChild {
     this.delivery.deliver(record, sync);
   }
 
-  openUserFds(): { fd: number; pidfd: number } {
-    if (this.#reaped) return { fd: -1, pidfd: -1 };
+  /** The user's pidfd (-2: not opened yet): with this engine it is also the contract's fd. */
+  #userFd = -2;
+
+  openUserFd(): number {
+    if (this.#userFd !== -2) return this.#userFd;
+    if (this.#reaped) return (this.#userFd = -1);
     const fd = binding.openPidfd(this.native, (this.flags & O_CLOEXEC) !== 0, (this.flags & O_NONBLOCK) !== 0);
-    if (fd === -ESRCH) return { fd: -1, pidfd: -1 }; // reaped elsewhere meanwhile
+    if (fd === -ESRCH) return (this.#userFd = -1); // reaped elsewhere meanwhile
     if (fd < 0) throw new SystemError(-fd, 'pidfd_open');
-    return { fd, pidfd: fd };
+    return (this.#userFd = fd);
+  }
+
+  openUserPidfd(): number {
+    return this.openUserFd();
   }
 
   userFdsClosed(): void {

@@ -333,16 +333,23 @@ class HelperChild implements EngineChild {
     this.delivery.deliver(record, sync);
   }
 
-  openUserFds(): { fd: number; pidfd: number } {
-    if (this.#handedOver || this.#recordFd < 0 || this.#pidfd < 0) return { fd: -1, pidfd: -1 };
+  openUserFd(): number {
+    // Once the child is reaped the record lives in memory: a spawn() child
+    // whose fd is first asked for then gets -1 (its read() still works).
+    if (this.#handedOver || this.#recordFd < 0 || this.#settled) return -1;
+    this.#handedOver = true;
+    return this.#recordFd;
+  }
+
+  openUserPidfd(): number {
+    if (this.#pidfd < 0) return -1;
     const pidfd = binding.dupUserFd(this.#pidfd, (this.flags & O_CLOEXEC) !== 0, (this.flags & O_NONBLOCK) !== 0);
     if (pidfd < 0) throw new SystemError(-pidfd, 'dup');
-    this.#handedOver = true;
-    return { fd: this.#recordFd, pidfd };
+    return pidfd;
   }
 
   userFdsClosed(): void {
-    this.#recordFd = -1;
+    if (this.#handedOver) this.#recordFd = -1;
   }
 
   kill(signal: number): number {
