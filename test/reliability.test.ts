@@ -595,3 +595,47 @@ describe('new: drop-in execFile/exec ignore options.stdio, as node:child_process
     }
   }
 });
+
+// ---------------------------------------------------------------------------
+describe('the main thread exits with live children', () => {
+  // A Node process that calls process.exit() with four live children per
+  // engine: a ref'd one, an unref'd one, a detached one and a
+  // killWithParent one. After it is gone: the killWithParent children are
+  // dead (helper: the helper kills them when the environment's sockets
+  // close; direct: PR_SET_PDEATHSIG of the spawning thread); the others run
+  // on (they are not killed by our exit), are nobody's zombies of ours, and
+  // are then ended here by pid.
+  for (const engine of engines) {
+    it(`${engine}: killWithParent children die with the process; ref'd, unref'd and detached ones run on`, async () => {
+      const script = `
+        const { spawn } = require(${libIndex});
+        const o = { stdio: 'ignore', engine: ${JSON.stringify(engine)} };
+        const kids = {
+          refd: spawn('sleep', ['30'], o),
+          unrefd: spawn('sleep', ['30'], o).unref(),
+          detached: spawn('sleep', ['30'], { ...o, detached: true }),
+          kwp: spawn('sleep', ['30'], { ...o, killWithParent: true }),
+        };
+        console.log(JSON.stringify(Object.fromEntries(Object.entries(kids).map(([k, v]) => [k, v.pid]))));
+        setTimeout(() => process.exit(0), 100);`;
+      const r = await runNode(script, 20_000);
+      expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+      const pids = lastJson(r) as Record<string, number>;
+      const alive = (pid: number) => {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z' && stat.includes('(sleep)');
+        } catch {
+          return false;
+        }
+      };
+      try {
+        expect(await waitFor(() => !alive(pids.kwp), 5_000), 'the killWithParent child is gone').toBe(true);
+        for (const k of ['refd', 'unrefd', 'detached']) expect(alive(pids[k]), `${k} runs on`).toBe(true);
+      } finally {
+        // Ours to end: we started them (through the script).
+        for (const k of ['refd', 'unrefd', 'detached']) if (alive(pids[k])) process.kill(pids[k], 'SIGKILL');
+      }
+    }, 30_000);
+  }
+});
