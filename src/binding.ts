@@ -67,7 +67,8 @@ export interface NativeBinding {
   /** A reply (a fresh Float64Array, abi.ts Msg layout), 0 at EOF, or -errno (-EAGAIN, -EPROTO). */
   /** timeoutMs: 0 non-blocking (-EAGAIN), > 0 a deadline (-ETIMEDOUT), < 0 none. */
   helperRecv(sock: number, timeoutMs: number): Float64Array | number;
-  readRecord(fd: number, block: boolean, exitFd: number, pid: number): Float64Array | number;
+  /** The 24 bytes as a record, 0 at EOF, -EAGAIN, or -ETIMEDOUT when the child exited and the helper did not write them within timeoutMs. */
+  readRecord(fd: number, block: boolean, exitFd: number, pid: number, timeoutMs: number): Float64Array | number;
   /** The record (possibly marked lost), or -EAGAIN while the child runs. */
   recoverExit(pidfd: number, pid: number): Float64Array | number;
   dupUserFd(fd: number, cloexec: boolean, nonblock: boolean): number;
@@ -82,6 +83,8 @@ export interface NativeBinding {
   pipe(): [number, number] | number;
   fdFlags(fd: number): [number, number] | number;
   fdValid(fd: number): boolean;
+  /** readable[i] = 1 when fds[i] polls readable now (no wait). */
+  pollReadable(fds: Int32Array, readable: Uint8Array): void;
   waitReadable(fd: number): number;
   killPidfd(pidfd: number, signal: number): number;
   killPid(pid: number, signal: number): number;

@@ -351,6 +351,48 @@ describe('4. a SIGSTOPped helper', () => {
     expect(out.after, JSON.stringify(out)).toBe(3);
   }, 40_000);
 
+  // Found by the red team: once the child had exited, read() waited for
+  // the record with no deadline, and exited never settled while the
+  // helper stayed stopped.
+  for (const how of ['read()', 'exited'] as const) {
+    it(`a child that exits under a stopped helper: ${how} settles within the deadline, with the recovered record`, async () => {
+      const script = `
+        process.env.CLONEFD_HELPER_TIMEOUT_MS = '1000';
+        ${findHelperSrc}
+        const { spawn } = require(${libIndex});
+        const cp = require('child_process');
+        (async () => {
+          await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
+          const hp = findHelper();
+          const dog = cp.spawn('sh', ['-c', 'sleep ${WATCHDOG_S}; kill -CONT ' + hp], { stdio: 'ignore' });
+          const out = {};
+          try {
+            const c = spawn('sh', ['-c', 'exit 7'], { stdio: 'ignore' });
+            process.kill(hp, 'SIGSTOP');
+            await new Promise((r) => setTimeout(r, 300));
+            const t0 = Date.now();
+            const info = ${how === 'read()' ? "c.read()" : 'await c.exited'};
+            out.ms = Date.now() - t0;
+            out.status = info && info.status;
+            out.timesKnown = info && info.utime !== null;
+          } catch (e) { out.error = e.code + ' ' + e.message; }
+          finally {
+            process.kill(hp, 'SIGCONT');
+            dog.kill();
+          }
+          out.after = (await spawn('sh', ['-c', 'exit 3'], { stdio: 'ignore' }).exited).status;
+          console.log(JSON.stringify(out));
+        })();`;
+      const r = await runNode(script, 30_000);
+      expect({ status: r.status, signal: r.signal, stderr: r.stderr.slice(0, 500) }).toEqual({ status: 0, signal: null, stderr: '' });
+      const out = lastJson(r);
+      expect(out.error, JSON.stringify(out)).toBeUndefined();
+      expect(out.status, JSON.stringify(out)).toBe(7);
+      expect(out.ms, JSON.stringify(out)).toBeLessThan(4500);
+      expect(out.after, JSON.stringify(out)).toBe(3);
+    }, 40_000);
+  }
+
   const stoppedWorkerSrc = `
     const { spawn } = require(${libIndex});
     require('node:worker_threads').parentPort.postMessage('go');

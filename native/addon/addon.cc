@@ -46,6 +46,7 @@ const Export kExports[] = {
     {"releaseFd", ReleaseFd},
     {"fdFlags", FdFlags},
     {"fdValid", FdValid},
+    {"pollReadable", PollReadable},
     {"waitReadable", WaitReadable},
     {"killPidfd", KillPidfd},
     {"killPid", KillPid},

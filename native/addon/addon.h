@@ -187,6 +187,7 @@ napi_value Pipe(napi_env, napi_callback_info);
 napi_value ReleaseFd(napi_env, napi_callback_info);
 napi_value FdFlags(napi_env, napi_callback_info);
 napi_value FdValid(napi_env, napi_callback_info);
+napi_value PollReadable(napi_env, napi_callback_info);
 napi_value WaitReadable(napi_env, napi_callback_info);
 napi_value KillPidfd(napi_env, napi_callback_info);
 napi_value KillPid(napi_env, napi_callback_info);

@@ -2,6 +2,7 @@
 // here is CLOEXEC; a child end is placed by dup3 in the child, which clears
 // the flag there only.
 #include <cerrno>
+#include <vector>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -82,6 +83,27 @@ napi_value FdValid(napi_env env, napi_callback_info info) {
   int fd = a.i32(0);
   if (!a.ok()) return nullptr;
   return Boolean(env, fcntl(fd, F_GETFD) >= 0);
+}
+
+// pollReadable(fds: Int32Array, readable: Uint8Array): readable[i] = 1
+// when fds[i] polls readable right now.
+napi_value PollReadable(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  size_t n = 0, m = 0;
+  int32_t* fds = a.i32array(0, &n);
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (!a.ok() || napi_get_typedarray_info(env, a.raw(1), &type, &m, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array || m < n)
+    return nullptr;
+  uint8_t* out = static_cast<uint8_t*>(data);
+  std::vector<struct pollfd> p(n);
+  for (size_t i = 0; i < n; i++) p[i] = {fds[i], POLLIN, 0};
+  int r;
+  do r = poll(p.data(), n, 0);
+  while (r < 0 && errno == EINTR);
+  for (size_t i = 0; i < n; i++) out[i] = r > 0 && (p[i].revents & POLLIN) ? 1 : 0;
+  return nullptr;
 }
 
 // waitReadable(fd) → 0 | -errno: blocks until fd polls readable.

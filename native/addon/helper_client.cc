@@ -275,6 +275,10 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
     int n = have_reply ? clonefd_wait(p + 1, 1, -1, nullptr) : clonefd_wait(p, exec_report.eof ? 1 : 2, left, &left);
     if (n == 0) {
       r = -ETIMEDOUT;
+      // A child the unresponsive helper already made (it reported its pid)
+      // must not run on for a spawn that fails: JavaScript stops it.
+      exec_report.ReadAvailable(exec[0]);
+      out[kOutPid] = exec_report.pid();
       break;
     }
     if (n < 0) {
@@ -318,6 +322,7 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   close(exec[0]);
   if (r < 0) {
     close(record[0]);
+    if (r == -ETIMEDOUT && out[kOutPid] == 0) out[kOutPid] = exec_report.pid();
     if (out[kOutPidfd] >= 0) {
       ForgetUserFd(s, out[kOutPidfd]);
       close(out[kOutPidfd]);
@@ -391,38 +396,41 @@ napi_value HelperRecv(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-// readRecord(fd, block, exitFd) → record (source PIPE: the 24 bytes, no
-// rusage) | 0 (EOF) | -errno. One read(2) of the struct clonefd_info.
+// readRecord(fd, block, exitFd, pid, timeoutMs) → record (source PIPE: the
+// 24 bytes, no rusage) | 0 (EOF) | -errno. One read(2) of the struct
+// clonefd_info. Before the child exits: -EAGAIN (block false), or a wait
+// as long as the child runs (block true). Once it has exited (exitFd
+// readable) the record is due from the helper: that wait has the deadline
+// (-ETIMEDOUT: the helper did not write it in time).
 napi_value ReadRecord(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int fd = a.i32(0);
   bool block = a.flag(1);
   int exit_fd = a.isNull(2) ? -1 : a.i32(2);
   int32_t pid = a.i32(3);
+  int timeout_ms = a.i32(4);
   if (!a.ok()) return nullptr;
-  if (!block) {
-    // Not readable yet: EAGAIN, unless the child has exited already (its
-    // pidfd is readable): then the record is on its way, and the contract
-    // says a read after the exit returns it, so wait for it.
-    struct pollfd p[2] = {{fd, POLLIN, 0}, {exit_fd, POLLIN, 0}};
-    int n;
-    do n = poll(p, exit_fd >= 0 ? 2 : 1, 0);
-    while (n < 0 && errno == EINTR);
-    if (n == 0) return Number(env, -EAGAIN);
-  }
-  // Wait for the record (or EOF) whatever the fd's O_NONBLOCK: it is due
-  // (blocking read, or the child has exited and the helper is writing it).
-  struct pollfd w = {fd, POLLIN, 0};
-  while (poll(&w, 1, -1) < 0 && errno == EINTR) {
+  struct pollfd p[2] = {{fd, POLLIN, 0}, {exit_fd, POLLIN, 0}};
+  int nfds = exit_fd >= 0 ? 2 : 1;
+  int n = clonefd_wait(p, nfds, block ? -1 : 0, nullptr);
+  if (n < 0) return Number(env, n);
+  if (n == 0) return Number(env, -EAGAIN);
+  if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+    // Exited, record not there yet: the helper writes it right after the
+    // reap, unless it is stopped or wedged.
+    struct pollfd w = {fd, POLLIN, 0};
+    n = clonefd_wait(&w, 1, timeout_ms, nullptr);
+    if (n == 0) return Number(env, -ETIMEDOUT);
+    if (n < 0) return Number(env, n);
   }
   clonefd_record rec;
   clonefd_record_init(&rec, pid, CLONEFD_SOURCE_PIPE);
-  ssize_t n;
-  do n = read(fd, &rec.info, sizeof rec.info);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return Number(env, -errno);
-  if (n == 0) return Number(env, 0);
-  if (n != sizeof rec.info) return Number(env, -EPROTO);
+  ssize_t r;
+  do r = read(fd, &rec.info, sizeof rec.info);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return Number(env, -errno);
+  if (r == 0) return Number(env, 0);
+  if (r != sizeof rec.info) return Number(env, -EPROTO);
   return RecordValue(env, rec);
 }
 

@@ -52,6 +52,11 @@ export function helperFileFor(addon: string): string {
 }
 const helperFile = helperFileFor(bindingPath);
 
+/** A reply nobody waits for (never sent on the event socket by our helper): its fd must not stay open. */
+function dropStray(m: Reply): void {
+  if (m[Msg.Fd] >= 0) binding.closeFd(m[Msg.Fd]);
+}
+
 /** The error of a helper that did not answer within the deadline. */
 function unresponsive(req: SpawnRequest | null, ms: number): Error {
   const err = codedError(Error, 'ERR_CLONEFD_HELPER_UNRESPONSIVE',
@@ -78,6 +83,10 @@ class Connection {
   /** EXITs read off the event socket by a read() waiting for its own, until dispatched from the loop. */
   #queued = new Map<number, Reply>();
   #queueScheduled = false;
+  /** While children are outstanding: notices a helper that stopped reaping them (see #check). */
+  #watchdog: NodeJS.Timeout | undefined;
+  /** Children seen exited (pidfd readable) at the last check, still without their EXIT. */
+  #seenExited = new Set<number>();
 
   constructor(readonly generation: number) {
     const r = binding.helperConnect(generation, connectOut);
@@ -107,6 +116,9 @@ class Connection {
       const step = spawnOut[Out.Step];
       if (step === Step.Local) throw spawnError(-r, 0, req);
       if (r === -ETIMEDOUT) {
+        // A child it made before it stopped answering must not run on for
+        // a spawn that fails (it is still ours: a zombie keeps its pid).
+        if (spawnOut[Out.Pid] > 0) binding.killPid(spawnOut[Out.Pid], SIGKILL);
         this.abandon();
         throw unresponsive(req, timeout);
       }
@@ -141,7 +153,33 @@ class Connection {
     const child = new HelperChild(this, id, spawnOut[Out.Pid], pidfd, recordFd, flags, new ExitDelivery(onExit));
     this.children.set(id, child);
     this.setRef(child, true);
+    if (!this.#watchdog) {
+      this.#watchdog = setInterval(() => this.#check(), timeout);
+      this.#watchdog.unref();
+    }
     return child;
+  }
+
+  /**
+   * A helper reaps a child as soon as it exits. A child that has been
+   * exited (its pidfd readable) for a whole period without its EXIT means
+   * the helper stopped working (SIGSTOP, wedged): it is abandoned and its
+   * children's records recovered here, so `exited` settles anyway.
+   */
+  #check(): void {
+    const pending = [...this.children.values()].filter((c) => c.exitFd() >= 0);
+    const fds = Int32Array.from(pending, (c) => c.exitFd());
+    const readable = new Uint8Array(fds.length);
+    binding.pollReadable(fds, readable);
+    const now = new Set<number>();
+    let stuck = false;
+    pending.forEach((c, i) => {
+      if (!readable[i]) return;
+      now.add(c.id);
+      if (this.#seenExited.has(c.id)) stuck = true;
+    });
+    this.#seenExited = now;
+    if (stuck) this.abandon();
   }
 
   setRef(child: HelperChild, on: boolean): void {
@@ -157,6 +195,7 @@ class Connection {
     const m = binding.helperRecv(this.efd, 0);
     if (typeof m !== 'number') {
       if (m[Msg.Type] === MsgType.Exit) this.#dispatch(m, false);
+      else dropStray(m);
       return true;
     }
     if (m === -EAGAIN) return false;
@@ -192,7 +231,10 @@ class Connection {
     for (;;) {
       const m = binding.helperRecv(this.efd, timeout);
       if (typeof m !== 'number') {
-        if (m[Msg.Type] !== MsgType.Exit) continue;
+        if (m[Msg.Type] !== MsgType.Exit) {
+          dropStray(m);
+          continue;
+        }
         if (m[Msg.Id] === id) return m;
         this.#queued.set(m[Msg.Id], m);
         this.#scheduleQueued();
@@ -237,6 +279,7 @@ class Connection {
   forget(child: HelperChild): void {
     this.children.delete(child.id);
     this.setRef(child, false);
+
     if (this.children.size === 0 && helper.current !== this) this.close();
   }
 
@@ -257,6 +300,8 @@ class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
     binding.unwatch(this.watch); // closes efd
     binding.closeFd(this.fd);
   }
@@ -305,6 +350,8 @@ class HelperChild implements EngineChild {
   #recovering: NativeWatch | null = null;
   /** Settled by Node's own recovery (the helper died), not by EXIT. */
   #recovered = false;
+  /** Inside readContract: a recovery delivers synchronously (events deferred). */
+  #inRead = false;
 
   constructor(
     readonly conn: Connection,
@@ -357,6 +404,11 @@ class HelperChild implements EngineChild {
     return binding.killPidfd(this.#pidfd, signal);
   }
 
+  /** The private pidfd while the helper still owes this child's EXIT, else -1. */
+  exitFd(): number {
+    return this.#settled || this.#recovering ? -1 : this.#pidfd;
+  }
+
   ref(on: boolean): void {
     if (this.#settled) return;
     if (this.#recovering) {
@@ -378,7 +430,20 @@ class HelperChild implements EngineChild {
     }
     // Once the exit is known the record is due (the helper sends EXIT, then
     // writes it) or the pipe is at EOF: waiting for it cannot hang.
-    const r = binding.readRecord(this.#recordFd, block || this.#settled, this.#pidfd, this.pid);
+    const r = binding.readRecord(this.#recordFd, block || this.#settled, this.#pidfd, this.pid, helperTimeoutMs());
+    if (r === -ETIMEDOUT) {
+      // The child has exited but its helper does not write the record: it
+      // is abandoned, and this child's record recovered from its pidfd.
+      this.#inRead = true;
+      try {
+        this.conn.abandon();
+      } finally {
+        this.#inRead = false;
+      }
+      if (!this.#settled) return -EAGAIN;
+      this.#consumed = true;
+      return this.#record ?? -ECHILD;
+    }
     if (typeof r === 'number' && r < 0) return r;
     if (typeof r === 'number') {
       // EOF, no record in the pipe. Was it read by someone else, or did
@@ -412,10 +477,10 @@ class HelperChild implements EngineChild {
     }
   }
 
-  /** The helper died with this child outstanding. */
+  /** The helper died (or was abandoned) with this child outstanding. */
   recover(): void {
     if (this.#settled || this.#pidfd < 0) return;
-    if (this.#tryRecover(false)) return;
+    if (this.#tryRecover(this.#inRead)) return;
     // Still running: watch its pidfd (the watch owns it from now on).
     const watch = binding.watchFd(this.#pidfd, () => {
       this.#tryRecover(false);
@@ -437,7 +502,7 @@ class HelperChild implements EngineChild {
     // abandoned) still writes the 24 bytes: if nobody took the fd, they are
     // the best record there is (times known). Never wait for them here.
     if (!this.#handedOver && this.#recordFd >= 0) {
-      const rec = binding.readRecord(this.#recordFd, false, -1, this.pid);
+      const rec = binding.readRecord(this.#recordFd, false, -1, this.pid, 0);
       if (typeof rec !== 'number') {
         binding.closeFd(this.#recordFd);
         this.#recordFd = -1; // read() serves it from memory now
