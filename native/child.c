@@ -175,6 +175,14 @@ int clonefd_child_main(void *arg) {
     else
       r = SYS3(__NR_dup3, src, i, 0);
     if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
+    /* Programs expect blocking stdio: a pipe or socket Node gave us (its
+       libuv handles are O_NONBLOCK) would make `cat` fail with EAGAIN.
+       As libuv does for fds 0-2: clear it, on the shared open file
+       description; a failure is ignored, as there. */
+    if (i < 3) {
+      long fl = SYS3(__NR_fcntl, i, F_GETFL, 0);
+      if (fl >= 0 && (fl & O_NONBLOCK)) SYS3(__NR_fcntl, i, F_SETFL, fl & ~(long)O_NONBLOCK);
+    }
   }
   if (p->err_fd >= 0 || p->hold_fd >= 0) r = close_from_except(n, p->err_fd, p->hold_fd);
   else r = cloexec_from(n);

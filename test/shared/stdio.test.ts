@@ -6,7 +6,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clonefd, spawn, O_NONBLOCK } from '../../src/index';
-import { collect, probe, procStatus, useLeakCheck, waitFor } from '../helpers';
+import { collect, fdFlags, probe, procStatus, useLeakCheck, waitFor } from '../helpers';
 
 let dir = '';
 beforeAll(() => {
@@ -71,6 +71,18 @@ describe('mapping fds', () => {
     expect(child).toEqual([self[2], self[0], self[1]]);
     p.kill('SIGKILL');
     await p.exited;
+  });
+
+  it("a Node-owned non-blocking stream given as stdin reaches the child blocking, as libuv does (no EAGAIN for cat)", async () => {
+    const a = spawn('sh', ['-c', 'sleep 0.5']);
+    const fd = (a.stdout as unknown as { _handle: { fd: number } })._handle.fd;
+    expect(fdFlags(fd).nonblock, 'precondition: libuv made it non-blocking').toBe(true);
+    const b = spawn('sh', ['-c', 'grep ^flags /proc/self/fdinfo/0'], { stdio: [a.stdout!, 'pipe', 'inherit'] });
+    const flags = parseInt((await collect(b.stdout)).trim().split(/\s+/)[1], 8);
+    expect(flags & 0o4000, `fd 0 flags of the child: 0${flags.toString(8)}`).toBe(0);
+    await b.exited;
+    a.kill('SIGKILL');
+    await a.exited;
   });
 
   it('a Node stream with an fd', async () => {
