@@ -52,7 +52,7 @@ export function clonefd(file: string, options?: ClonefdOptions): ClonefdHandle;
 export function clonefd(file: string, args?: unknown, options?: unknown): ClonefdHandle {
   // clonefd(file, options) as spawn(file, options): the flags are in there.
   const opts = options ?? (args !== null && typeof args === 'object' && !Array.isArray(args) ? args : undefined);
-  const flags = validateFlags(opts !== null && typeof opts === 'object' ? (opts as ClonefdOptions).flags : undefined);
+  const flags = validateFlags(opts !== null && typeof opts === 'object' && Object.hasOwn(opts, 'flags') ? (opts as ClonefdOptions).flags : undefined);
   const req = normalize(file, args, options, 'inherit');
   return new Subprocess({ req, engine: engineFor(req.engine), flags });
 }

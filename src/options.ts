@@ -149,6 +149,17 @@ function envPairs(env: Record<string, unknown>): string[] {
 }
 
 /**
+ * Node's rule for an options object: only its own properties count (Node
+ * copies them onto a null-prototype object), so a polluted Object.prototype
+ * cannot set uid, cwd, shell, env or timeout. Later sources win.
+ */
+export function ownProps<T>(...sources: unknown[]): T {
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const s of sources) if (s !== null && s !== undefined && typeof s === 'object') Object.assign(out, s);
+  return out as T;
+}
+
+/**
  * 'helper', unless the environment variable CLONEFD_ENGINE says 'direct'
  * (read at each spawn, so a test or an application can switch globally).
  */
@@ -179,7 +190,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   for (let i = 0; i < (args as unknown[]).length; i++) argList.push(validateString((args as unknown[])[i], `args[${i}]`));
   if (options === undefined || options === null) options = {};
   if (typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-  const o = options as SpawnOptions & Record<string, unknown>;
+  const o = ownProps<SpawnOptions & Record<string, unknown>>(options);
 
   let cwd: string | null = null;
   if (o.cwd !== undefined && o.cwd !== null) {

@@ -1589,3 +1589,19 @@ describe('module shape', () => {
     expect(plain(esm)).toEqual(plain(cjs));
   });
 });
+
+describe('options are read as own properties only', () => {
+  it('uid, gid, cwd, shell, timeout and env on a polluted Object.prototype change nothing: the drop-in and the core as node:child_process', () => {
+    const r = node.spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'polluted-prototype.js'), path.resolve(__dirname, '..')], {
+      cwd: '/tmp',
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    const uid = String(process.getuid!());
+    expect(out.node).toEqual({ execSync: [uid, '/tmp'], execFileSync: uid, spawnSync: uid });
+    expect(out.ours).toEqual(out.node);
+    expect(out.core).toEqual({ out: [uid, '/tmp'], status: 0 });
+  });
+});

@@ -2,7 +2,7 @@
 // validators of lib/child_process.js, and the translation of a Node-style
 // request into the core's options. Node's code is the reference for every
 // rule here (lib/child_process.js).
-import type { Engine, StdioEntry, StdioName } from '../options';
+import { ownProps, type Engine, type StdioEntry, type StdioName } from '../options';
 import { codedError, invalidArgType, invalidArgValue, outOfRange, SystemError } from '../errors';
 import { EINVAL } from '../errno';
 
@@ -74,7 +74,7 @@ export function normalizeSpawnArguments(file: unknown, args: unknown, options: u
   }
   if (options === undefined) options = {};
   else if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-  const opts = { ...(options as SpawnSyncOptions) };
+  const opts = ownProps<SpawnSyncOptions>(options);
   for (let i = 0; i < (args as unknown[]).length; i++) {
     const a = (args as unknown[])[i];
     if (typeof a !== 'string') throw invalidArgType(`args[${i}]`, 'of type string', a);

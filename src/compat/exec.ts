@@ -4,6 +4,7 @@
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { codedError, errnoName, invalidArgType } from '../errors';
+import { ownProps } from '../options';
 import { toSignalNumber } from '../signals';
 import { MAX_BUFFER, validateMaxBuffer, validateTimeout, type ExecFileOptions } from './args';
 import { spawn, type ChildProcess } from './child';
@@ -47,7 +48,7 @@ export function execFile(file: string, ...rest: unknown[]): ChildProcess {
 }
 
 function execFileImpl(file: string, args: string[], options: ExecFileOptions, callback: ExecCallback | undefined): ChildProcess {
-  const opts: ExecFileOptions = { encoding: 'utf8', timeout: 0, maxBuffer: MAX_BUFFER, killSignal: 'SIGTERM', ...options };
+  const opts = ownProps<ExecFileOptions>({ encoding: 'utf8', timeout: 0, maxBuffer: MAX_BUFFER, killSignal: 'SIGTERM' }, options);
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);
   const killSignal = toSignalNumber(opts.killSignal ?? 'SIGTERM', 'options.killSignal');
@@ -152,7 +153,7 @@ export function exec(command: string, options?: ExecFileOptions | ExecCallback |
     callback = options;
     options = undefined;
   }
-  const opts = { ...(options ?? {}) } as ExecFileOptions;
+  const opts = ownProps<ExecFileOptions>(options);
   opts.shell = typeof opts.shell === 'string' ? opts.shell : true;
   return execFile(command, opts, callback);
 }

@@ -8,7 +8,7 @@ import { ENOBUFS, ETIMEDOUT } from '../errno';
 import { codedError, invalidArgType, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import type { Subprocess } from '../index';
-import { expandStdio, isPipeEntry, type StdioEntry } from '../options';
+import { expandStdio, isPipeEntry, ownProps, type StdioEntry } from '../options';
 import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
 import { coreOptions, MAX_BUFFER, normalizeSpawnArguments, validateMaxBuffer, validateTimeout, type SpawnSyncOptions } from './args';
 import { spawnFailure, start } from './child';
@@ -26,7 +26,7 @@ export interface SpawnSyncReturns<T> {
 /** `child_process.spawnSync(file, args?, options?)`. */
 export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOptions, options?: SpawnSyncOptions): SpawnSyncReturns<string | Buffer> {
   const n = normalizeSpawnArguments(file, args, options);
-  const opts: SpawnSyncOptions = { maxBuffer: MAX_BUFFER, ...n.options };
+  const opts = ownProps<SpawnSyncOptions>({ maxBuffer: MAX_BUFFER }, n.options);
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);
   const killSignal = opts.killSignal === undefined ? DEFAULT_KILL_SIGNAL : toSignalNumber(opts.killSignal, 'options.killSignal');
@@ -146,7 +146,7 @@ export function execFileSync(file: string, args?: readonly string[] | SpawnSyncO
     options = args as SpawnSyncOptions;
     args = [];
   }
-  const opts = { ...(options ?? {}) };
+  const opts = ownProps<SpawnSyncOptions>(options);
   const inheritStderr = !opts.stdio;
   const ret = spawnSync(file, (args ?? []) as string[], opts);
   if (inheritStderr && ret.stderr) process.stderr.write(ret.stderr);
@@ -159,7 +159,7 @@ export function execFileSync(file: string, args?: readonly string[] | SpawnSyncO
 /** `child_process.execSync(command, options?)`. */
 export function execSync(command: string, options?: SpawnSyncOptions): string | Buffer {
   if (typeof command !== 'string') throw invalidArgType('command', 'of type string', command);
-  const opts = { ...(options ?? {}) };
+  const opts = ownProps<SpawnSyncOptions>(options);
   opts.shell = typeof opts.shell === 'string' ? opts.shell : true;
   const inheritStderr = !opts.stdio;
   const ret = spawnSync(command, [], opts);
