@@ -298,10 +298,6 @@ static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds, int 
 static void remove_child(struct child *ch);
 static void release_mem(struct child *ch);
 
-_Static_assert(CLONEFD_SETSID == CLONEFD_REQ_SETSID && CLONEFD_SETUID == CLONEFD_REQ_SETUID &&
-                   CLONEFD_SETGID == CLONEFD_REQ_SETGID,
-               "child.h plan flags and protocol.h SPAWN flags share values");
-
 static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, size_t len, int *fds, int nfds) {
   struct spawn_mem *m = calloc(1, sizeof *m);
   struct child *ch = NULL;

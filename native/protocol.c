@@ -10,9 +10,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fdpass.h"
 #include "memfd.h"
 #include "protocol.h"
+
+/* One set of spawn flags for both engines: the direct engine hands them to
+   the plan as they are, the helper masks the wire's into its plan. */
+_Static_assert(CLONEFD_SETSID == CLONEFD_REQ_SETSID && CLONEFD_SETUID == CLONEFD_REQ_SETUID &&
+                   CLONEFD_SETGID == CLONEFD_REQ_SETGID,
+               "child.h plan flags and protocol.h SPAWN flags share values");
 
 void clonefd_msg_header_init(struct clonefd_msg_header *h, uint16_t type, uint64_t id) {
   memset(h, 0, sizeof *h);

@@ -116,11 +116,6 @@ const Constant kLayout[] = {
     {"MAX_STDIO_HELPER", CLONEFD_MAX_STDIO_REMOTE},
 };
 
-// The direct engine's plan flags and the wire's SPAWN flags are one set.
-static_assert(CLONEFD_SETSID == CLONEFD_REQ_SETSID && CLONEFD_SETUID == CLONEFD_REQ_SETUID &&
-                  CLONEFD_SETGID == CLONEFD_REQ_SETGID,
-              "spawn flags differ between child.h and protocol.h");
-
 bool SetNumber(napi_env env, napi_value obj, const char* name, double v) {
   napi_value n = Number(env, v);
   return n != nullptr && napi_set_named_property(env, obj, name, n) == napi_ok;

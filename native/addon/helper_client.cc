@@ -322,7 +322,6 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   close(exec[0]);
   if (r < 0) {
     close(record[0]);
-    if (r == -ETIMEDOUT && out[kOutPid] == 0) out[kOutPid] = exec_report.pid();
     if (out[kOutPidfd] >= 0) {
       ForgetUserFd(s, out[kOutPidfd]);
       close(out[kOutPidfd]);

@@ -75,7 +75,6 @@ class DirectChild implements EngineChild {
 
 export const spawnDirect: SpawnFn = (req, stdioFds, flags, onExit) => {
   probePidfd();
-  const delivery = new ExitDelivery(onExit);
   let child: DirectChild | undefined;
   const native = binding.spawn(
     req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0,
@@ -83,6 +82,6 @@ export const spawnDirect: SpawnFn = (req, stdioFds, flags, onExit) => {
     out,
   );
   if (native === undefined) throw spawnError(out[0], out[1], req);
-  child = new DirectChild(out[2], native, flags, delivery);
+  child = new DirectChild(out[2], native, flags, new ExitDelivery(onExit));
   return child;
 };

@@ -279,7 +279,6 @@ class Connection {
   forget(child: HelperChild): void {
     this.children.delete(child.id);
     this.setRef(child, false);
-
     if (this.children.size === 0 && helper.current !== this) this.close();
   }
 
