@@ -31,12 +31,17 @@ export function lostErrno(rec: ExitRecord): number {
   return rec[Slot.Code] === CODE_LOST ? rec[Slot.Status] : 0;
 }
 
-/**
- * Called once per child with its record. `sync` is true when a synchronous
- * read() produced it, so events must be deferred rather than emitted from
- * inside the read.
- */
-export type ExitFn = (record: ExitRecord, sync: boolean) => void;
+/** Where a child's exit goes (the Subprocess). */
+export interface ExitSink {
+  /**
+   * Called once per child with its record. `sync` is true when a
+   * synchronous read() produced it, so events must be deferred rather than
+   * emitted from inside the read.
+   */
+  onExit(record: ExitRecord, sync: boolean): void;
+  /** Whether the child still has stdio pipes open for reading (see ExitDelivery). */
+  hasOpenPipes(): boolean;
+}
 
 export interface EngineChild {
   readonly pid: number;
@@ -70,7 +75,7 @@ export interface EngineChild {
  * the child gets as fd i (-1: /dev/null for 0-2, closed beyond). `flags`
  * (O_CLOEXEC | O_NONBLOCK) apply to the user's fds.
  */
-export type SpawnFn = (req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn) => EngineChild;
+export type SpawnFn = (req: SpawnRequest, stdioFds: Int32Array, flags: number, sink: ExitSink) => EngineChild;
 
 let probed = false;
 
@@ -114,28 +119,45 @@ export function spawnError(errno: number, stage: number, req: SpawnRequest, deta
  * AsyncLocalStorage and async_hooks see the spawner's), and a listener
  * that throws is reported as an uncaught exception right there, inside
  * that context, without stopping the delivery of other exits.
+ *
+ * An exit is never delivered before the data the child wrote: the kernel
+ * closes a dying child's fds before it signals the exit, so whatever it
+ * wrote is in its pipes by the time the record arrives, but the pipes'
+ * readiness may be reported in the next poll of the loop. While the child
+ * has pipes open, the exit waits for two more loop turns (one poll phase
+ * with the pipes' events in it, whichever batch they fell into): a reader
+ * that starts on stdout once stderr has ended (Node's order of EOF, then
+ * SIGCHLD) is not cut off by the exit's flush. Pipes a grandchild keeps
+ * open are not waited for; Node does not wait for them either.
  */
 export class ExitDelivery {
   readonly #resource = new AsyncResource('CLONEFD_CHILD');
   #done = false;
 
-  constructor(private readonly onExit: ExitFn) {}
+  constructor(private readonly sink: ExitSink) {}
 
   deliver(record: ExitRecord, sync: boolean): void {
     if (this.#done) return;
     this.#done = true;
     if (sync) {
       // Inside a read(): the Subprocess defers its events to a tick.
-      this.onExit(record, true);
+      this.sink.onExit(record, true);
+      this.#resource.emitDestroy();
+    } else if (this.sink.hasOpenPipes()) {
+      setImmediate(() => setImmediate(() => this.#deliverScoped(record)));
     } else {
-      this.#resource.runInAsyncScope(this.#run, this, record);
+      this.#deliverScoped(record);
     }
+  }
+
+  #deliverScoped(record: ExitRecord): void {
+    this.#resource.runInAsyncScope(this.#run, this, record);
     this.#resource.emitDestroy();
   }
 
   #run(record: ExitRecord): void {
     try {
-      this.onExit(record, false);
+      this.sink.onExit(record, false);
     } catch (err) {
       binding.fatalException(err);
     }

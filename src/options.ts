@@ -52,7 +52,7 @@ export interface ClonefdOptions extends SpawnOptions {
 export type StdioPlan =
   | { type: 'pipe' }
   | { type: 'ignore' }
-  | { type: 'fd'; fd: number };
+  | { type: 'fd'; fd: number; /** The stream the fd came from (the parent stops reading it: detachStdioStreams). */ stream?: object };
 
 export interface SpawnRequest {
   file: string;
@@ -129,7 +129,7 @@ function normalizeStdio(stdio: unknown, defaultName: StdioName): StdioPlan[] {
     if (typeof entry === 'object') {
       const s = entry as StdioStream;
       const fd = typeof s.fd === 'number' ? s.fd : s._handle?.fd;
-      if (typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 && fd <= INT32_MAX) return { type: 'fd', fd };
+      if (typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 && fd <= INT32_MAX) return { type: 'fd', fd, stream: entry };
       throw invalidArgValue(name, entry, 'is a stream without a file descriptor (open it first)');
     }
     throw invalidArgValue(name, entry);

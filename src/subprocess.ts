@@ -8,10 +8,19 @@ import { O_CLOEXEC, O_NONBLOCK } from './constants';
 import { lostErrno, type EngineChild, type ExitRecord, type SpawnFn } from './engine';
 import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
-import type { SpawnRequest } from './options';
+import type { SpawnRequest, StdioPlan } from './options';
 import { SIGKILL, toSignalNumber } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
 
+
+/**
+ * @internal The drop-in's ChildProcess sets its exit state here, before
+ * stdin is destroyed and 'exit' is emitted (Node's order of state changes).
+ */
+export const onSettled = Symbol('clonefd.onSettled');
+
+/** Marks a stream handed to a child as its stdio: the child reads it now, not us (Node's kIsUsedAsStdio). */
+const usedAsStdio = Symbol('clonefd.usedAsStdio');
 
 export interface SubprocessEvents {
   exit: [info: ClonefdInfo];
@@ -75,6 +84,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   #onAbort: (() => void) | undefined;
   #resolve!: (info: ClonefdInfo) => void;
   #reject!: (err: Error) => void;
+  /** @internal See onSettled. */
+  [onSettled]?: (info: ClonefdInfo) => void;
 
   /** @internal Use `spawn()` or `clonefd()`. */
   constructor(params: CreateParams) {
@@ -93,7 +104,10 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const { fds, parentEnds } = openStdio(req);
     let child: EngineChild;
     try {
-      child = engine(req, fds, this.#flags, (record, sync) => this.#settle(record, sync));
+      child = engine(req, fds, this.#flags, {
+        onExit: (record, sync) => this.#settle(record, sync),
+        hasOpenPipes: () => this.stdio.some((s, i) => s !== null && i > 0 && s.readable && !s.readableEnded),
+      });
     } catch (err) {
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       throw err;
@@ -133,6 +147,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.stdin = this.stdio[0] ?? null;
     this.stdout = this.stdio[1] ?? null;
     this.stderr = this.stdio[2] ?? null;
+    detachStdioStreams(req.stdio);
     if (req.timeout > 0) {
       this.#timer = setTimeout(() => this.#killQuietly(req.killSignal), req.timeout);
       this.#timer.unref();
@@ -169,6 +184,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   read(): ClonefdInfo | null {
     const raw = this.#child.readContract((this.#flags & O_NONBLOCK) === 0);
     if (raw === null) return null;
+    // Read while its delivery waits for the pipes (ExitDelivery): settle now.
+    if (typeof raw !== 'number' && !this.#settled) this.#settle(raw, true);
     if (raw === -EAGAIN) throw new SystemError(EAGAIN, 'read', { detail: `child ${this.pid} is still running` });
     if (typeof raw === 'number' || this.info === null) {
       // The status was lost (see `exited`): report it as the read's error.
@@ -269,14 +286,12 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#settled = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#onAbort) this.#req.signal?.removeEventListener('abort', this.#onAbort);
-    // Nobody can read what is written to a dead child: release stdin now,
-    // as child_process does. The readable pipes end on their own at EOF.
-    this.stdin?.destroy();
     // A spawn() child whose fds nobody took: the engine may let go of
     // what only served the contract (the record stays readable here).
     if (this.#userFd === undefined) this.#child.release();
     const lost = lostErrno(record);
     if (lost !== 0) {
+      this.stdin?.destroy();
       const err = new SystemError(lost, 'waitid', {
         detail: lost === ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
       });
@@ -287,10 +302,15 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       }
       return;
     }
+    // Node's order: the exit state first, then stdin goes (nobody can read
+    // what is written to a dead child), then 'exit', then the flush. A
+    // library that sees stdin close finds the exit code already set.
     const info = ClonefdInfo.fromRecord(record);
     this.info = info;
     this.exitCode = info.exitCode;
     this.signalCode = info.signal;
+    this[onSettled]?.(info);
+    this.stdin?.destroy();
     this.#resolve(info);
     if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);
@@ -306,16 +326,41 @@ export function adoptSocket(fd: number, readable: boolean): net.Socket {
 }
 
 /**
- * After the exit, output nobody listens to is drained and discarded (as
- * child_process does), so unread pipes reach EOF and close instead of
- * holding their fds forever.
+ * After the exit, every stdio stream still readable is resumed, as Node
+ * does (flushStdio in lib/internal/child_process.js): output nobody reads
+ * is drained and discarded, so the pipes reach EOF and close instead of
+ * holding their fds forever, and a stream paused after its 'data' listener
+ * was added (unpipe(), pause()) still ends. It runs a tick after 'exit', a
+ * last chance to start reading. Streams handed to another child as its
+ * stdio are that child's to read and are left alone.
  */
 export function flushStdio(stdio: readonly (Readable | Writable | null)[]): void {
   for (const s of stdio) {
-    const stream = s as Readable | null; // our stdio streams are net.Sockets: readable when they are read ends
-    if (stream && stream.readable && !stream.readableFlowing && stream.listenerCount('data') === 0 && stream.listenerCount('readable') === 0) {
-      stream.resume();
+    const stream = s as (Readable & { [usedAsStdio]?: boolean }) | null; // our stdio streams are net.Sockets
+    if (stream && stream.readable && !stream[usedAsStdio]) stream.resume();
+  }
+}
+
+/**
+ * Streams given as a child's stdio (a socket, a pipe, another child's
+ * stdout): the child reads them now, so we stop, as Node does; otherwise
+ * this process and the child would race for the same data.
+ */
+export function detachStdioStreams(plans: readonly StdioPlan[]): void {
+  for (const plan of plans) {
+    if (plan.type !== 'fd' || plan.stream === undefined) continue;
+    const stream = plan.stream as Readable & { _handle?: { reading?: boolean; readStop?: () => number } | null; [usedAsStdio]?: boolean };
+    const handle = stream._handle;
+    if (!handle || typeof handle.readStop !== 'function') continue; // not a libuv stream (an fs stream, a plain fd holder)
+    handle.reading = false;
+    handle.readStop();
+    if (typeof stream.pause === 'function') stream.pause();
+    const state = (stream as unknown as { _readableState?: { flowing: boolean | null; reading: boolean } })._readableState;
+    if (state) {
+      state.flowing = false;
+      state.reading = false;
     }
+    stream[usedAsStdio] = true;
   }
 }
 

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 type CP = typeof import('node:child_process');
@@ -1604,4 +1605,203 @@ describe('options are read as own properties only', () => {
     expect(out.ours).toEqual(out.node);
     expect(out.core).toEqual({ out: [uid, '/tmp'], status: 0 });
   });
+});
+
+// ---------------------------------------------------------------- exit, as Node orders it
+
+/** Blocks this thread (the event loop does not run) for ms. */
+function blockFor(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Whether pid is gone or a zombie (it has exited), from /proc. */
+function hasExited(pid: number): boolean {
+  try {
+    return statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[0] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+describe("exit: Node's order of state changes and events", () => {
+  both(
+    'exitCode is already set when stdin is destroyed at exit, and when its close event comes',
+    async (cp) => {
+      const c = cp.spawn('sh', ['-c', 'exit 3']);
+      const seen: unknown[] = [];
+      const destroy = c.stdin!.destroy.bind(c.stdin!);
+      c.stdin!.destroy = (err?: Error) => {
+        seen.push(['destroy', c.exitCode, c.signalCode]);
+        return destroy(err);
+      };
+      c.stdin!.on('close', () => seen.push(['stdin close', c.exitCode]));
+      c.on('exit', (code) => seen.push(['exit', code, c.stdin!.destroyed]));
+      await events(c);
+      return seen;
+    },
+    (o) => expect(o[0]).toEqual(['destroy', 3, null]),
+  );
+
+  both(
+    "kill() after the child died but before 'exit' returns true and sets killed (the zombie still takes it)",
+    async (cp) => {
+      const c = cp.spawn('true', [], { stdio: 'ignore' });
+      await once(c, 'spawn');
+      // The loop must not run (so no 'exit' yet) while the child dies.
+      for (let i = 0; i < 500 && !hasExited(c.pid!); i++) blockFor(10);
+      const r = { dead: hasExited(c.pid!), exitCodeBefore: c.exitCode, sent: c.kill(), killed: c.killed };
+      const [code, signal] = await once(c, 'exit');
+      return { ...r, code, signal, killAfterExit: c.kill() };
+    },
+    (o) => expect(o).toEqual({ dead: true, exitCodeBefore: null, sent: true, killed: true, code: 0, signal: null, killAfterExit: false }),
+  );
+
+  both(
+    "a paused stdout that has a 'data' listener is resumed at exit, so 'close' comes",
+    async (cp) => {
+      const c = cp.spawn('sh', ['-c', 'echo out']);
+      let data = '';
+      c.stdout!.on('data', (d) => (data += d));
+      c.stdout!.pause();
+      const ev = await withDeadline(events(c), 5000);
+      return { ev, data };
+    },
+    (o) => expect(o).toEqual({ ev: [['spawn'], ['exit', 0, null], ['close', 0, null]], data: 'out\n' }),
+  );
+
+  both(
+    "unpipe() leaves stdout paused with a 'data' listener: still resumed at exit",
+    async (cp) => {
+      const c = cp.spawn('sh', ['-c', 'echo out']);
+      const sink = new Writable({ write: (_c, _e, cb) => cb() });
+      c.stdout!.pipe(sink);
+      c.stdout!.unpipe(sink);
+      c.stdout!.on('data', () => {});
+      c.stdout!.pause();
+      return withDeadline(events(c), 5000);
+    },
+    (o) => expect(o).toEqual([['spawn'], ['exit', 0, null], ['close', 0, null]]),
+  );
+
+  both(
+    "'exit' never comes in the tick of 'spawn': await once(c, 'spawn') then once(c, 'close') always settles",
+    async (cp) => {
+      let done = 0;
+      for (let round = 0; round < 40; round++) {
+        // Several spawns in one tick: a later one must not deliver an earlier one's exit synchronously.
+        const cs = [0, 1, 2, 3].map(() => cp.spawn('true', [], { stdio: 'ignore' }));
+        for (const c of cs) spawned.push(c);
+        const r = await withDeadline(
+          Promise.all(
+            cs.map(async (c) => {
+              await once(c, 'spawn');
+              await once(c, 'close');
+            }),
+          ),
+          5000,
+        );
+        if (r !== '<deadline>') done++;
+      }
+      return done;
+    },
+    (o) => expect(o).toBe(40),
+  );
+
+  it("clonefd: 'exit' waits for output already written: a reader that starts on stdout after stderr ended loses nothing (100 runs)", async () => {
+    let lost = 0;
+    for (let i = 0; i < 100; i++) {
+      const c = ours.spawn('sh', ['-c', 'echo out; echo err >&2']);
+      const err = await collect(c.stderr);
+      const out = await collect(c.stdout);
+      await once(c, 'close');
+      if (out !== 'out\n' || err !== 'err\n') lost++;
+    }
+    expect(lost).toBe(0);
+  }, TEST_TIMEOUT_MS);
+});
+
+describe('streams given as stdio belong to the child', () => {
+  both(
+    'a | b | c built from spawn, stdout streams passed on as stdin: every byte arrives (20 runs)',
+    async (cp) => {
+      const results: (string | null)[] = [];
+      for (let i = 0; i < 20; i++) {
+        const a = cp.spawn('sh', ['-c', 'seq 1 2000; sleep 0.05; seq 2001 4000']);
+        const b = cp.spawn('cat', [], { stdio: [a.stdout!, 'pipe', 'pipe'] });
+        const c = cp.spawn('wc', ['-l'], { stdio: [b.stdout!, 'pipe', 'pipe'] });
+        spawned.push(a, b, c);
+        // a's and b's stdout are the next child's now: they never end here, so
+        // a and b never 'close' (as in Node); their 'exit' comes.
+        const ends = Promise.all([once(a, 'exit'), once(b, 'exit'), once(c, 'close')]);
+        const out = await withDeadline(collect(c.stdout), 10_000);
+        await withDeadline(ends, 10_000);
+        a.stdout!.destroy();
+        b.stdout!.destroy();
+        results.push(out === '<deadline>' ? '<deadline>' : (out ?? '').trim());
+      }
+      return [...new Set(results)];
+    },
+    (o) => expect(o).toEqual(['4000']),
+  );
+
+  both(
+    "the parent stops reading a stream it hands over: no 'data' for it here, and it is left out of the exit flush",
+    async (cp) => {
+      const a = cp.spawn('sh', ['-c', 'echo one; sleep 0.2; echo two']);
+      const b = cp.spawn('cat', [], { stdio: [a.stdout!, 'pipe', 'pipe'] });
+      let stolen = '';
+      const bClosed = once(b, 'close');
+      // A listener added later must not make the parent compete with cat.
+      const [bOut] = await Promise.all([collect(b.stdout), once(a, 'exit').then(() => a.stdout!.on('data', (d) => (stolen += d)))]);
+      await bClosed;
+      a.stdout!.destroy();
+      return { bOut, stolen, flowing: a.stdout!.readableFlowing };
+    },
+    (o) => expect(o.bOut).toBe('one\ntwo\n'),
+  );
+});
+
+describe('exec buffers as Node does', () => {
+  both(
+    "encoding 'buffer' and then child.stdout.setEncoding('utf8'): strings, joined, counted in bytes of that encoding",
+    async (cp) => {
+      const r = await new Promise((resolve) => {
+        const c = cp.exec('printf "h\\303\\251llo"', { encoding: 'buffer' }, (err, stdout, stderr) =>
+          resolve({ err: err && errObs(err), stdout: show(stdout), stdoutType: typeof stdout, stderr: show(stderr) }),
+        );
+        c.stdout!.setEncoding('utf8');
+      });
+      return r;
+    },
+    (o) => expect(o).toMatchObject({ err: null, stdout: 'héllo', stdoutType: 'string' }),
+  );
+
+  both(
+    'maxBuffer with setEncoding: cut in characters once the bytes pass it',
+    async (cp) =>
+      new Promise((resolve) => {
+        const c = cp.exec('printf "\\303\\251\\303\\251\\303\\251"', { encoding: 'buffer', maxBuffer: 3 }, (err, stdout) =>
+          resolve({ code: (err as NodeJS.ErrnoException | null)?.code, stdout: show(stdout) }),
+        );
+        c.stdout!.setEncoding('utf8');
+      }),
+    (o) => expect(o.code).toBe('ERR_CHILD_PROCESS_STDIO_MAXBUFFER'),
+  );
+});
+
+describe('spawnSync maxBuffer keeps the read that passed it, as Node', () => {
+  both(
+    'the output is not cut at maxBuffer bytes',
+    (cp) => {
+      const r = cp.spawnSync('sh', ['-c', 'printf 0123456789; sleep 5'], { maxBuffer: 4 });
+      return { error: (r.error as NodeJS.ErrnoException | undefined)?.code, stdout: show(r.stdout), signal: r.signal };
+    },
+    (o) => expect(o).toEqual({ error: 'ENOBUFS', stdout: { Buffer: '0123456789' }, signal: 'SIGTERM' }),
+  );
+
+  both(
+    'execSync: the error carries the whole read',
+    (cp) => syncThrow(() => cp.execSync('printf abcdefgh; sleep 5', { maxBuffer: 2, stdio: 'pipe' })),
+    (o) => expect(o.threw.stdout).toEqual({ Buffer: 'abcdefgh' }),
+  );
 });

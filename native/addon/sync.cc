@@ -128,10 +128,9 @@ napi_value DrainSync(napi_env env, napi_callback_info info) {
         if (m > 0) {
           out[w].append(buf, static_cast<size_t>(m));
           total += static_cast<size_t>(m);
-          // maxBuffer counts all outputs together, as Node's spawnSync does.
+          // maxBuffer counts all outputs together and the read that passes
+          // it is kept whole, as Node's spawnSync does (src/spawn_sync.cc).
           if (max_buffer > 0 && static_cast<double>(total) > max_buffer) {
-            size_t over = total - static_cast<size_t>(max_buffer);
-            out[w].resize(out[w].size() > over ? out[w].size() - over : 0);
             overflow = true;
             kill_once();
           }

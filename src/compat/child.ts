@@ -10,8 +10,8 @@ import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
 import { AbortError, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
-import { adoptSocket, flushStdio } from '../subprocess';
-import { expandStdio, isPipeEntry, searchPath } from '../options';
+import { adoptSocket, detachStdioStreams, flushStdio, onSettled } from '../subprocess';
+import { expandStdio, isPipeEntry, searchPath, type StdioPlan } from '../options';
 import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
 import { coreOptions, normalizeSpawnArguments, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
 
@@ -92,6 +92,7 @@ export class ChildProcess extends EventEmitter {
   /** clonefd: settles with the exit record. */
   exited: Promise<ClonefdInfo>;
   #sub: Subprocess | null = null;
+  #exited = false;
   #closesNeeded = 1;
   #closesGot = 0;
   #resolveExited!: (info: ClonefdInfo) => void;
@@ -120,7 +121,8 @@ export class ChildProcess extends EventEmitter {
     this.stdout = sub.stdout;
     this.stderr = sub.stderr;
     this.#watchClose(sub.stdio);
-    sub.once('exit', (info) => this.#onExit(info));
+    sub[onSettled] = (info) => this.#setExitState(info);
+    sub.once('exit', () => this.#onExit());
     sub.exited.catch((err: Error) => {
       this.#rejectExited(err);
       this.emit('error', err);
@@ -129,7 +131,7 @@ export class ChildProcess extends EventEmitter {
   }
 
   /** @internal A spawn that failed the way Node reports by an event. */
-  _fail(err: SystemError, stdio: unknown): void {
+  _fail(err: SystemError, stdio: unknown, streams: readonly StdioPlan[]): void {
     // As Node: the 'pipe' slots still get sockets (whose other end is
     // closed, so they end at once); no 'spawn'; a tick later exitCode is
     // the negative errno, stdin is destroyed, 'error' is emitted, the
@@ -145,6 +147,8 @@ export class ChildProcess extends EventEmitter {
     this.stdout = (this.stdio[1] as Readable | null) ?? null;
     this.stderr = (this.stdio[2] as Readable | null) ?? null;
     this.#watchClose(this.stdio);
+    // As Node: streams given as stdio stop being read even by a failed spawn.
+    detachStdioStreams(streams);
     this.#rejectExited(err);
     process.nextTick(() => {
       this.exitCode = err.errno;
@@ -163,11 +167,16 @@ export class ChildProcess extends EventEmitter {
     }
   }
 
-  #onExit(info: ClonefdInfo): void {
+  /** Before stdin is destroyed (see onSettled). */
+  #setExitState(info: ClonefdInfo): void {
     this.info = info;
     if (info.code === CLD_KILLED || info.code === CLD_DUMPED) this.signalCode = signalName(info.status) as NodeJS.Signals;
     else this.exitCode = info.status;
-    this.#resolveExited(info);
+    this.#exited = true;
+  }
+
+  #onExit(): void {
+    this.#resolveExited(this.info!);
     this.emit('exit', this.exitCode, this.signalCode);
     this.#maybeClose();
   }
@@ -179,10 +188,21 @@ export class ChildProcess extends EventEmitter {
 
   kill(signal?: Signal): boolean {
     const sig = signal === undefined || signal === null ? DEFAULT_KILL_SIGNAL : toSignalNumber(signal, 'signal');
-    if (!this.#sub) return false;
-    const sent = this.#sub.kill(sig);
-    if (sent) this.killed = true;
-    return sent;
+    if (!this.#sub || this.#exited) return false;
+    try {
+      this.#sub.kill(sig);
+    } catch (err) {
+      // As Node: EINVAL/ENOSYS throw, anything else (EPERM) is an 'error' event.
+      const e = err as SystemError;
+      if (e.code === 'EINVAL' || e.code === 'ENOSYS') throw err;
+      this.emit('error', new SystemError(e.errno, 'kill'));
+      return false;
+    }
+    // Not sent (ESRCH) while 'exit' is still to come: the child has died
+    // and the helper reaped it, where Node would still find a zombie that
+    // takes the signal. Node's answer then is true.
+    this.killed = true;
+    return true;
   }
 
   ref(): void {
@@ -196,6 +216,13 @@ export class ChildProcess extends EventEmitter {
   [Symbol.dispose](): void {
     if (!this.killed) this.kill();
   }
+}
+
+/** The stdio entries that are streams, as plans for detachStdioStreams (a failed spawn has no request). */
+function streamPlans(stdio: unknown): StdioPlan[] {
+  const plans: StdioPlan[] = [];
+  if (Array.isArray(stdio)) for (const entry of stdio) if (entry !== null && typeof entry === 'object') plans.push({ type: 'fd', fd: -1, stream: entry });
+  return plans;
 }
 
 /** `child_process.spawn(file, args?, options?)`. */
@@ -214,7 +241,7 @@ export function spawn(file: string, args?: readonly string[] | SpawnOptions, opt
   } catch (err) {
     const e = err as SystemError;
     if (e instanceof SystemError && ASYNC_SPAWN_ERRORS.has(e.code)) {
-      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs), opts.stdio);
+      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs), opts.stdio, streamPlans(opts.stdio));
       return child;
     }
     throw err;

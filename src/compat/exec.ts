@@ -78,14 +78,17 @@ function execFileImpl(file: string, args: string[], options: ExecFileOptions, ca
   let timer: NodeJS.Timeout | undefined;
   const maxBuffer = opts.maxBuffer ?? MAX_BUFFER;
 
-  const join = (chunks: (string | Buffer)[]) => (encoding ? chunks.join('') : Buffer.concat(chunks as Buffer[]));
+  // As Node: a stream whose encoding the caller set (setEncoding on
+  // child.stdout) gives strings, joined as strings.
+  const join = (chunks: (string | Buffer)[], stream: Readable | null) =>
+    encoding || stream?.readableEncoding ? chunks.join('') : Buffer.concat(chunks as Buffer[]);
   const exithandler = (code?: number | null, signal?: NodeJS.Signals | null) => {
     if (exited) return;
     exited = true;
     if (timer) clearTimeout(timer);
     if (!callback) return;
-    const stdout = join(out);
-    const stderr = join(err);
+    const stdout = join(out, child.stdout);
+    const stderr = join(err, child.stderr);
     if (!ex && code === 0 && signal === null) {
       callback(null, stdout, stderr);
       return;
@@ -122,11 +125,16 @@ function execFileImpl(file: string, args: string[], options: ExecFileOptions, ca
     if (!stream) return;
     if (encoding) stream.setEncoding(encoding);
     stream.on('data', (chunk: string | Buffer) => {
-      const length = typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding ?? 'utf8') : chunk.length;
+      if (maxBuffer === Infinity) {
+        chunks.push(chunk);
+        return;
+      }
+      const enc = stream.readableEncoding;
+      const length = enc ? Buffer.byteLength(chunk as string, enc) : chunk.length;
       const total = name === 'stdout' ? (outLen += length) : (errLen += length);
       if (total > maxBuffer) {
         const keep = maxBuffer - (total - length);
-        chunks.push(chunk.slice(0, keep) as string | Buffer);
+        chunks.push(chunk.slice(0, keep));
         ex = maxBufferError(name) as unknown as ExecError;
         kill();
       } else {

@@ -73,7 +73,7 @@ class DirectChild implements EngineChild {
   release(): void {}
 }
 
-export const spawnDirect: SpawnFn = (req, stdioFds, flags, onExit) => {
+export const spawnDirect: SpawnFn = (req, stdioFds, flags, sink) => {
   probePidfd();
   let child: DirectChild | undefined;
   const native = binding.spawn(
@@ -82,6 +82,6 @@ export const spawnDirect: SpawnFn = (req, stdioFds, flags, onExit) => {
     out,
   );
   if (native === undefined) throw spawnError(out[0], out[1], req);
-  child = new DirectChild(out[2], native, flags, new ExitDelivery(onExit));
+  child = new DirectChild(out[2], native, flags, new ExitDelivery(sink));
   return child;
 };

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Msg, MsgType, Stage } from '../abi';
 import { binding, bindingPath, type NativeWatch } from '../binding';
 import { O_CLOEXEC, O_NONBLOCK } from '../constants';
-import { ExitDelivery, lostRecord, probePidfd, spawnError, type EngineChild, type ExitFn, type ExitRecord, type SpawnFn } from '../engine';
+import { ExitDelivery, lostRecord, probePidfd, spawnError, type EngineChild, type ExitSink, type ExitRecord, type SpawnFn } from '../engine';
 import { EACCES, EAGAIN, ECANCELED, EBADF, ECHILD, ECONNRESET, ENOENT, ENOEXEC, EPERM, EPIPE, EPROTO, ESRCH, ETIMEDOUT } from '../errno';
 import { codedError, errnoName, SystemError } from '../errors';
 import { spawnFlags, type SpawnRequest } from '../options';
@@ -105,7 +105,7 @@ class Connection {
     return this.#closed;
   }
 
-  spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, onExit: ExitFn): HelperChild {
+  spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, sink: ExitSink): HelperChild {
     const id = this.#nextId++;
     const userFlags = ((flags & O_CLOEXEC) !== 0 ? 1 : 0) | ((flags & O_NONBLOCK) !== 0 ? 2 : 0);
     const timeout = helperTimeoutMs();
@@ -150,7 +150,7 @@ class Connection {
       }
       throw spawnError(failed, execErr !== 0 ? spawnOut[Out.ExecStage] : spawnOut[Out.Stage], req);
     }
-    const child = new HelperChild(this, id, spawnOut[Out.Pid], pidfd, recordFd, flags, new ExitDelivery(onExit));
+    const child = new HelperChild(this, id, spawnOut[Out.Pid], pidfd, recordFd, flags, new ExitDelivery(sink));
     this.children.set(id, child);
     this.setRef(child, true);
     if (!this.#watchdog) {
@@ -523,13 +523,13 @@ class HelperChild implements EngineChild {
 /** Marks a spawn error after which trying again is safe (nothing was sent). */
 const retry = Symbol('clonefd.retry');
 
-export const spawnHelper: SpawnFn = (req, stdioFds, flags, onExit) => {
+export const spawnHelper: SpawnFn = (req, stdioFds, flags, sink) => {
   probePidfd();
   try {
-    return connection().spawn(req, stdioFds, flags, onExit);
+    return connection().spawn(req, stdioFds, flags, sink);
   } catch (err) {
     if (!(err as { [retry]?: boolean })[retry]) throw err;
-    return connection().spawn(req, stdioFds, flags, onExit);
+    return connection().spawn(req, stdioFds, flags, sink);
   }
 };
 

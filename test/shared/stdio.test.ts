@@ -83,6 +83,8 @@ describe('mapping fds', () => {
     await b.exited;
     a.kill('SIGKILL');
     await a.exited;
+    // Handed to b, a's stdout is no longer read here (as Node): ours to close.
+    a.stdout!.destroy();
   });
 
   it('a Node stream with an fd', async () => {
