@@ -1720,6 +1720,24 @@ describe("exit: Node's order of state changes and events", () => {
   }, TEST_TIMEOUT_MS);
 });
 
+describe('a throwing exit listener, under node:test', () => {
+  // The rethrow happens inside the child's async context, so node:test
+  // blames the test that spawned it (on Node 24 the runner hung otherwise).
+  const tap = (engine: string, mod: string) => {
+    const r = node.spawnSync(process.execPath, ['--test-reporter=tap', path.join(__dirname, 'fixtures', 'node-test-exit-throw.js')], {
+      env: { ...process.env, CP: mod, CLONEFD_ENGINE: engine, NODE_OPTIONS: '' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    return { signal: r.signal, results: r.stdout.split('\n').filter((l) => /^(not )?ok \d/.test(l)) };
+  };
+  it.each(['helper', 'direct'])('the %s engine blames the spawner, as Node does', (engine) => {
+    const expected = tap(engine, 'node:child_process');
+    expect(expected).toEqual({ signal: null, results: ['not ok 1 - spawner', 'ok 2 - bystander'] });
+    expect(tap(engine, path.resolve(__dirname, '..', 'lib', 'child_process.js'))).toEqual(expected);
+  }, TEST_TIMEOUT_MS);
+});
+
 describe('streams given as stdio belong to the child', () => {
   both(
     'a | b | c built from spawn, stdout streams passed on as stdin: every byte arrives (20 runs)',
