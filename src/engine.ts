@@ -39,8 +39,8 @@ export interface ExitSink {
    * emitted from inside the read.
    */
   onExit(record: ExitRecord, sync: boolean): void;
-  /** Whether the child still has stdio pipes open for reading (see ExitDelivery). */
-  hasOpenPipes(): boolean;
+  /** Whether the child's stdio pipes have events the exit must not overtake (see ExitDelivery). */
+  pipesInUse(): boolean;
 }
 
 export interface EngineChild {
@@ -120,15 +120,17 @@ export function spawnError(errno: number, stage: number, req: SpawnRequest, deta
  * that throws is reported as an uncaught exception right there, inside
  * that context, without stopping the delivery of other exits.
  *
- * An exit is never delivered before the data the child wrote: the kernel
- * closes a dying child's fds before it signals the exit, so whatever it
- * wrote is in its pipes by the time the record arrives, but the pipes'
- * readiness may be reported in the next poll of the loop. While the child
- * has pipes open, the exit waits for two more loop turns (one poll phase
- * with the pipes' events in it, whichever batch they fell into): a reader
- * that starts on stdout once stderr has ended (Node's order of EOF, then
- * SIGCHLD) is not cut off by the exit's flush. Pipes a grandchild keeps
- * open are not waited for; Node does not wait for them either.
+ * An exit is never delivered before what the child's pipes already say:
+ * the kernel closes a dying child's fds before it signals the exit, so its
+ * last output (and the EPIPE of a write it will never read) is ready by the
+ * time the record is, and the loop polls both in the same batch, where the
+ * record's callback may come first. While the child has stdio pipes in
+ * use, the exit waits for that poll phase to end (one setImmediate: the
+ * check phase, before the close phase), which is where Node's SIGCHLD
+ * lands relative to those events: a reader that starts on stdout once
+ * stderr has ended is not cut off by the exit's flush, and a write that
+ * fails reports EPIPE before 'exit', with stdin's 'close' after it. Pipes a
+ * grandchild keeps open are not waited for; Node does not wait either.
  */
 export class ExitDelivery {
   readonly #resource = new AsyncResource('CLONEFD_CHILD');
@@ -143,8 +145,8 @@ export class ExitDelivery {
       // Inside a read(): the Subprocess defers its events to a tick.
       this.sink.onExit(record, true);
       this.#resource.emitDestroy();
-    } else if (this.sink.hasOpenPipes()) {
-      setImmediate(() => setImmediate(() => this.#deliverScoped(record)));
+    } else if (this.sink.pipesInUse()) {
+      setImmediate(() => this.#deliverScoped(record));
     } else {
       this.#deliverScoped(record);
     }

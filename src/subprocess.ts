@@ -106,7 +106,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     try {
       child = engine(req, fds, this.#flags, {
         onExit: (record, sync) => this.#settle(record, sync),
-        hasOpenPipes: () => this.stdio.some((s, i) => s !== null && i > 0 && s.readable && !s.readableEnded),
+        pipesInUse: () => this.#pipesInUse(),
       });
     } catch (err) {
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
@@ -276,6 +276,15 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#child.userFdsClosed();
   }
 
+  /** Output still to read here, or input still being written (ExitSink). */
+  #pipesInUse(): boolean {
+    return this.stdio.some((s, i) => {
+      if (s === null) return false;
+      if (i === 0) return s.writableLength > 0;
+      return s.readable && !s.readableEnded && !(s as { [usedAsStdio]?: boolean })[usedAsStdio];
+    });
+  }
+
   #killQuietly(signal: number): void {
     if (this.#settled) return;
     this.#child.kill(signal); // ESRCH: it exited meanwhile, nothing to do
@@ -349,6 +358,10 @@ export function flushStdio(stdio: readonly (Readable | Writable | null)[]): void
 export function detachStdioStreams(plans: readonly StdioPlan[]): void {
   for (const plan of plans) {
     if (plan.type !== 'fd' || plan.stream === undefined) continue;
+    // Like Node, only libuv streams are handed over; a stream with an fd
+    // of its own (process.stdin, an fs stream) is shared as that fd and
+    // this process goes on reading it.
+    if (typeof (plan.stream as { fd?: unknown }).fd === 'number') continue;
     const stream = plan.stream as Readable & { _handle?: { reading?: boolean; readStop?: () => number } | null; [usedAsStdio]?: boolean };
     const handle = stream._handle;
     if (!handle || typeof handle.readStop !== 'function') continue; // not a libuv stream (an fs stream, a plain fd holder)

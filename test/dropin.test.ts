@@ -19,7 +19,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Readable, Writable } from 'node:stream';
+import { finished, Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -1776,6 +1776,57 @@ describe('streams given as stdio belong to the child', () => {
       return { bOut, stolen, flowing: a.stdout!.readableFlowing };
     },
     (o) => expect(o.bOut).toBe('one\ntwo\n'),
+  );
+});
+
+describe('stdin at exit', () => {
+  both(
+    "writing on to a child that exits (head -n 1): stdin fails with EPIPE before 'exit', never a premature close (20 runs)",
+    async (cp) => {
+      const tally = new Map<string, number>();
+      await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          const c = cp.spawn('head', ['-n', '1'], { stdio: ['pipe', 'ignore', 'ignore'] });
+          spawned.push(c);
+          const ev: string[] = [];
+          const line = Buffer.from('y\n'.repeat(4096));
+          const pump = () => {
+            while (!c.stdin!.destroyed && c.stdin!.write(line));
+          };
+          c.stdin!.on('drain', pump);
+          c.stdin!.on('error', (e: NodeJS.ErrnoException) => ev.push(`error:${e.code}`));
+          c.on('exit', () => ev.push('exit'));
+          pump();
+          const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => finished(c.stdin!, (e) => resolve(e ?? undefined)));
+          await once(c, 'close');
+          const key = `finished:${err?.code ?? 'ok'} errorBeforeExit:${ev.indexOf('error:EPIPE') >= 0 && ev.indexOf('error:EPIPE') < ev.indexOf('exit')}`;
+          tally.set(key, (tally.get(key) ?? 0) + 1);
+        }),
+      );
+      return Object.fromEntries(tally);
+    },
+    (o) => expect(o).toEqual({ 'finished:EPIPE errorBeforeExit:true': 20 }),
+  );
+});
+
+describe('process.stdin given as stdio', () => {
+  // Node shares it as fd 0 (it has an fd of its own) and goes on reading it.
+  both(
+    'the parent still reads its stdin after the child ran',
+    (cp) => {
+      const mod = cp === node ? 'node:child_process' : path.resolve(__dirname, '..', 'lib', 'child_process.js');
+      const script = `
+        const cp = require(${JSON.stringify(mod)});
+        const rl = require('node:readline').createInterface({ input: process.stdin });
+        const lines = [];
+        rl.on('line', (l) => lines.push(l));
+        rl.on('close', () => console.log(JSON.stringify(lines)));
+        cp.spawn('sh', ['-c', 'exit 0'], { stdio: [process.stdin, 'ignore', 'ignore'] });
+        cp.spawn('/nonexistent/program', [], { stdio: [process.stdin, 'ignore', 'ignore'] }).on('error', () => {});`;
+      const r = node.spawnSync(process.execPath, ['-e', script], { input: 'one\ntwo\n', encoding: 'utf8', timeout: 20_000 });
+      return { stdout: r.stdout, status: r.status };
+    },
+    (o) => expect(o).toEqual({ stdout: '["one","two"]\n', status: 0 }),
   );
 });
 
