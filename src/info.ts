@@ -1,7 +1,7 @@
 // The seed's exit record, `struct clonefd_info`, with friendly extras.
 import { CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONEFD_INFO_SIZE } from './constants';
 import { invalidArgType, invalidArgValue } from './errors';
-import { signalName } from './signals';
+import { signalName, type SignalName } from './signals';
 import { Slot, Source } from './abi';
 
 /** Resource usage of the child and its reaped descendants (waitid's rusage). */
@@ -73,7 +73,7 @@ export class ClonefdInfo {
   }
 
   /** The name of the signal that killed the child ('SIGKILL'), else `null`. */
-  get signal(): string | null {
+  get signal(): SignalName | null {
     return this.code === CLD_KILLED || this.code === CLD_DUMPED ? signalName(this.status) : null;
   }
 

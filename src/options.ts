@@ -15,38 +15,45 @@ export type StdioEntry = StdioName | number | Stream | StdioStream | null | unde
 
 export type Engine = 'helper' | 'direct';
 
-export interface SpawnOptions {
+/** What `stdio` accepts: one name for fds 0-2, or one entry per fd. */
+export type StdioOption = StdioName | readonly StdioEntry[];
+
+/**
+ * `S` is the type of `stdio`, so that `spawn()` can tell which of
+ * stdin/stdout/stderr are streams (src/index.ts `Spawned`).
+ */
+export interface SpawnOptions<S extends StdioOption | undefined = StdioOption | undefined> {
   /** Working directory of the child. */
-  cwd?: string | URL;
+  cwd?: string | URL | undefined;
   /** Environment of the child (default: `process.env`). Its `PATH` is searched. */
-  env?: Record<string, string | number | boolean | undefined>;
+  env?: Record<string, string | number | boolean | undefined> | undefined;
   /** `argv[0]` seen by the child (default: `file`). */
-  argv0?: string;
+  argv0?: string | undefined;
   /** As in child_process. `spawn()` defaults to 'pipe', `clonefd()` to 'inherit'. */
-  stdio?: StdioName | StdioEntry[];
+  stdio?: S | undefined;
   /** Run the child in a new session (setsid). */
-  detached?: boolean;
-  uid?: number;
-  gid?: number;
+  detached?: boolean | undefined;
+  uid?: number | undefined;
+  gid?: number | undefined;
   /** Aborting it kills the child with `killSignal`. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Milliseconds after which the child is killed with `killSignal`. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Default 'SIGTERM'. */
-  killSignal?: string | number;
+  killSignal?: NodeJS.Signals | number | undefined;
   /**
    * Kill the child (SIGKILL) when its creator goes away: with the helper
    * engine, when this environment (main thread or worker) ends; with the
    * direct engine, when the spawning thread exits (PR_SET_PDEATHSIG).
    */
-  killWithParent?: boolean;
+  killWithParent?: boolean | undefined;
   /** Which engine creates and reaps the child: 'helper' (default) or 'direct'. */
-  engine?: Engine;
+  engine?: Engine | undefined;
 }
 
-export interface ClonefdOptions extends SpawnOptions {
+export interface ClonefdOptions<S extends StdioOption | undefined = StdioOption | undefined> extends SpawnOptions<S> {
   /** `O_CLOEXEC | O_NONBLOCK` (default `O_CLOEXEC`), like the seed's clonefd_flags. */
-  flags?: number;
+  flags?: number | undefined;
 }
 
 export type StdioPlan =
@@ -174,7 +181,26 @@ export function searchPath(file: string, pathVar: string | undefined): string[] 
   return dirs.map((dir) => `${dir === '' ? '.' : dir}/${file}`);
 }
 
-export function normalize(file: unknown, args: unknown, options: unknown, defaultStdio: StdioName): SpawnRequest {
+/** The options `spawn()` knows (SpawnOptions); `clonefd()` adds `flags`. */
+const SPAWN_OPTIONS: ReadonlySet<string> = new Set([
+  'cwd', 'env', 'argv0', 'stdio', 'detached', 'uid', 'gid', 'signal', 'timeout', 'killSignal', 'killWithParent', 'engine',
+]);
+
+/**
+ * An option the core does not know is an error, not silently ignored:
+ * `shell`, `encoding`, `input` belong to clonefd/child_process, and a typo
+ * (`timout`) would otherwise run the child without what was asked. An own
+ * property whose value is `undefined` counts as absent.
+ */
+function rejectUnknownOptions(o: Record<string, unknown>, api: 'spawn' | 'clonefd'): void {
+  for (const key of Object.keys(o)) {
+    if (o[key] === undefined || SPAWN_OPTIONS.has(key) || (api === 'clonefd' && key === 'flags')) continue;
+    const hint = key === 'shell' ? ": run spawn('/bin/sh', ['-c', command]), or use clonefd/child_process, which has Node's shell" : '';
+    throw invalidArgValue(`options.${key}`, o[key], `is not an option of clonefd's ${api}()${hint}`);
+  }
+}
+
+export function normalize(file: unknown, args: unknown, options: unknown, defaultStdio: StdioName, api: 'spawn' | 'clonefd'): SpawnRequest {
   validateString(file, 'file');
   if ((file as string).length === 0) throw invalidArgValue('file', file, 'cannot be empty');
   if (args === undefined || args === null) args = [];
@@ -191,6 +217,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   if (options === undefined || options === null) options = {};
   if (typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const o = ownProps<SpawnOptions & Record<string, unknown>>(options);
+  rejectUnknownOptions(o, api);
 
   let cwd: string | null = null;
   if (o.cwd !== undefined && o.cwd !== null) {

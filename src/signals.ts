@@ -31,7 +31,13 @@ export function toSignalNumber(signal: unknown, name = 'signal'): number {
   throw invalidArgType(name, 'of type string or number', signal);
 }
 
+/**
+ * A signal's name as reported by clonefd: Node's names, or `SIG<n>` for
+ * the ones Node has no name for (the real-time signals, 34-64).
+ */
+export type SignalName = NodeJS.Signals | `SIG${number}`;
+
 /** A signal number → its name ('SIGKILL'), or 'SIG<n>' for unnamed ones. */
-export function signalName(num: number): string {
-  return byNumber.get(num) ?? `SIG${num}`;
+export function signalName(num: number): SignalName {
+  return (byNumber.get(num) as NodeJS.Signals | undefined) ?? `SIG${num}`;
 }

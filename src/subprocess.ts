@@ -9,7 +9,7 @@ import { lostErrno, type EngineChild, type ExitRecord, type SpawnFn } from './en
 import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
 import type { SpawnRequest, StdioPlan } from './options';
-import { SIGKILL, toSignalNumber } from './signals';
+import { SIGKILL, toSignalNumber, type SignalName } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
 
 
@@ -67,7 +67,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   /** The exit code once the child exited normally, else `null`. */
   exitCode: number | null = null;
   /** The name of the signal that killed the child, else `null`. */
-  signalCode: string | null = null;
+  signalCode: SignalName | null = null;
   /** The exit record once known (not consumed by reading it here). */
   info: ClonefdInfo | null = null;
 
@@ -204,7 +204,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
    * Sends a signal (default 'SIGTERM') through the pidfd. Returns `false`
    * once the child has been reaped: a recycled pid is never signalled.
    */
-  kill(signal: string | number = 'SIGTERM'): boolean {
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
     const num = toSignalNumber(signal);
     if (this.#settled) return false;
     const r = this.#child.kill(num);

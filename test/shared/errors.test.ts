@@ -112,7 +112,7 @@ describe('argument validation happens before anything spawns', () => {
     ['NUL in an env key', () => spawn('/bin/true', [], { env: { 'A\0B': 'x' } }), 'ERR_INVALID_ARG_VALUE', TypeError],
     ['NUL in an env value', () => spawn('/bin/true', [], { env: { A: 'x\0y' } }), 'ERR_INVALID_ARG_VALUE', TypeError],
     ['cwd not a string', () => spawn('/bin/true', [], { cwd: 3 as unknown as string }), 'ERR_INVALID_ARG_TYPE', TypeError],
-    ['unknown killSignal', () => spawn('/bin/true', [], { killSignal: 'SIGNOPE' }), 'ERR_UNKNOWN_SIGNAL', TypeError],
+    ['unknown killSignal', () => spawn('/bin/true', [], { killSignal: 'SIGNOPE' as NodeJS.Signals }), 'ERR_UNKNOWN_SIGNAL', TypeError],
     ['negative timeout', () => spawn('/bin/true', [], { timeout: -1 }), 'ERR_OUT_OF_RANGE', RangeError],
     ['fractional timeout', () => spawn('/bin/true', [], { timeout: 1.5 }), 'ERR_INVALID_ARG_TYPE', TypeError],
     ['bad stdio word', () => spawn('/bin/true', [], { stdio: 'pipes' as 'pipe' }), 'ERR_INVALID_ARG_VALUE', TypeError],
@@ -131,6 +131,11 @@ describe('argument validation happens before anything spawns', () => {
     ['killWithParent not a boolean', () => spawn('/bin/true', [], { killWithParent: 1 as unknown as boolean }), 'ERR_INVALID_ARG_TYPE', TypeError],
     ['unknown engine', () => spawn('/bin/true', [], { engine: 'turbo' as 'direct' }), 'ERR_INVALID_ARG_VALUE', TypeError],
     ['flags not a number', () => clonefd('/bin/true', [], { flags: '1' as unknown as number }), 'ERR_INVALID_ARG_TYPE', TypeError],
+    // Options the core does not have are errors, never silently ignored.
+    ['shell (a drop-in option)', () => spawn('/bin/true', [], { shell: true } as object), 'ERR_INVALID_ARG_VALUE', TypeError],
+    ['a misspelt option', () => spawn('/bin/true', { timout: 1 } as object), 'ERR_INVALID_ARG_VALUE', TypeError],
+    ["flags on spawn() (clonefd()'s only)", () => spawn('/bin/true', [], { flags: 0 } as object), 'ERR_INVALID_ARG_VALUE', TypeError],
+    ['encoding on clonefd()', () => clonefd('/bin/true', [], { encoding: 'utf8' } as object), 'ERR_INVALID_ARG_VALUE', TypeError],
   ];
   it.each(cases)('%s', (_name, call, code, type) => {
     expect(call).toThrow(type);
@@ -138,11 +143,24 @@ describe('argument validation happens before anything spawns', () => {
     nothingLeft();
   });
 
+  it('an unknown option is named in the error; one set to undefined is absent', async () => {
+    expect(() => spawn('/bin/true', [], { stdio: 'ignore', shell: '/bin/sh' } as object)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/^The property 'options\.shell' is not an option of clonefd's spawn\(\)/) }),
+    );
+    expect(() => clonefd('/bin/true', [], { windowsHide: false } as object)).toThrow(/'options\.windowsHide' is not an option of clonefd's clonefd\(\)/);
+    nothingLeft();
+    const p = spawn('/bin/true', [], { stdio: 'ignore', shell: undefined } as object);
+    expect((await p.exited).exitCode).toBe(0);
+    const h = clonefd('/bin/true', [], { stdio: 'ignore', flags: undefined });
+    expect((await h.exited).exitCode).toBe(0);
+    h.close();
+  });
+
   it('kill() with an unknown signal throws ERR_UNKNOWN_SIGNAL and the child lives on', async () => {
     const p = spawn('sleep', ['5'], { stdio: 'ignore' });
-    expect(() => p.kill('SIGBOGUS')).toThrow(expect.objectContaining({ code: 'ERR_UNKNOWN_SIGNAL' }));
+    expect(() => p.kill('SIGBOGUS' as NodeJS.Signals)).toThrow(expect.objectContaining({ code: 'ERR_UNKNOWN_SIGNAL' }));
     expect(() => p.kill(99)).toThrow(expect.objectContaining({ code: 'ERR_UNKNOWN_SIGNAL' }));
-    expect(() => p.kill({} as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => p.kill({} as unknown as NodeJS.Signals)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     expect(p.kill('SIGKILL')).toBe(true);
     expect((await p.exited).signal).toBe('SIGKILL');
   });

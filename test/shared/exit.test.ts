@@ -32,7 +32,7 @@ describe('signals', () => {
   it.each([
     ['SIGKILL', 9],
     ['SIGTERM', 15],
-  ])('killed by %s', async (name, num) => {
+  ] as const)('killed by %s', async (name, num) => {
     const p = spawn('sleep', ['30'], { stdio: 'ignore' });
     const exitEvent = new Promise((r) => p.once('exit', r));
     expect(p.kill(name)).toBe(true);
