@@ -41,3 +41,18 @@ export type SignalName = NodeJS.Signals | `SIG${number}`;
 export function signalName(num: number): SignalName {
   return (byNumber.get(num) as NodeJS.Signals | undefined) ?? `SIG${num}`;
 }
+
+/**
+ * Node's convertToValidSignal (lib/internal/util.js), the drop-in's rule: a
+ * number that os.constants.signals names (so not 0, nor the real-time
+ * signals 32-64), or a name in any case ('sigterm'); anything else,
+ * whatever its type, is ERR_UNKNOWN_SIGNAL.
+ */
+export function convertToValidSignal(signal: unknown): number {
+  if (typeof signal === 'number' && byNumber.has(signal)) return signal;
+  if (typeof signal === 'string') {
+    const num = Object.hasOwn(byName, signal.toUpperCase()) ? byName[signal.toUpperCase()] : undefined;
+    if (num) return num;
+  }
+  throw unknownSignal(signal);
+}

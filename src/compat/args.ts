@@ -2,9 +2,12 @@
 // validators of lib/child_process.js, and the translation of a Node-style
 // request into the core's options. Node's code is the reference for every
 // rule here (lib/child_process.js).
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { ownProps, type Engine, type StdioEntry, type StdioName } from '../options';
 import { codedError, invalidArgType, invalidArgValue, outOfRange, SystemError } from '../errors';
 import { EINVAL } from '../errno';
+import { convertToValidSignal } from '../signals';
 
 type Signal = NodeJS.Signals | number;
 
@@ -45,111 +48,345 @@ export function ipcUnsupported(what: string): Error {
   return codedError(Error, 'ERR_CLONEFD_IPC_UNSUPPORTED', `${what} is not supported by clonefd/child_process: its children have no IPC channel. Use node:child_process for that.`);
 }
 
-/** Node's error for an unknown string in a stdio array. */
-function syncForkInput(value: string): TypeError {
-  return codedError(TypeError, 'ERR_INVALID_SYNC_FORK_INPUT', `Asynchronous forks do not support Buffer, TypedArray, DataView or string input: ${value}`);
+/** Node's error for a string or buffer in an asynchronous spawn's stdio array. */
+function syncForkInput(value: unknown): TypeError {
+  return codedError(TypeError, 'ERR_INVALID_SYNC_FORK_INPUT', `Asynchronous forks do not support Buffer, TypedArray, DataView or string input: ${inspect(value)}`);
 }
 
 export interface NormalizedSpawn {
   file: string;
   args: string[];
   options: SpawnSyncOptions;
-  /** argv as the child sees it: [argv0, ...args]. */
+  /** argv as the child sees it: [argv0, ...args] (in the sync forms made strings, as Node's C++ makes them). */
   spawnargs: string[];
 }
 
-/** Node's rules for `(file, args?, options?)`, including `shell`. */
+// Node's validators (lib/internal/validators.js, lib/child_process.js), with
+// Node's codes and words.
+
+/** A string argument must not contain NUL (validateArgumentNullCheck); other types pass. */
+export function validateArgumentNullCheck(arg: unknown, propName: string): void {
+  if (typeof arg === 'string' && arg.includes('\u0000')) throw invalidArgValue(propName, arg, 'must be a string without null bytes');
+}
+
+function validateArgumentsNullCheck(args: unknown[], propName: string): void {
+  for (let i = 0; i < args.length; ++i) validateArgumentNullCheck(args[i], `${propName}[${i}]`);
+}
+
+/** validateObject with no flags: not null, not an array, typeof 'object'. */
+export function validateObject(value: unknown, name: string): void {
+  if (value === null || Array.isArray(value) || typeof value !== 'object') throw invalidArgType(name, 'Object', value);
+}
+
+function validateBoolean(value: unknown, name: string): void {
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'boolean', value);
+}
+
+function validateString(value: unknown, name: string): asserts value is string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
+}
+
+function isInt32(value: unknown): value is number {
+  return value === ((value as number) | 0);
+}
+
+/** Node's isURL (lib/internal/url.js): what fs and child_process take for a file: URL. */
+function isURL(value: unknown): boolean {
+  const v = value as { href?: unknown; protocol?: unknown; auth?: unknown; path?: unknown } | null | undefined;
+  return Boolean(v?.href && v.protocol && v.auth === undefined && v.path === undefined);
+}
+
+/** Node's getValidatedPath for options.cwd: a string, a Uint8Array (Buffer) or a file: URL, without NUL. */
+function getValidatedPath(value: unknown, propName: string): string | Uint8Array {
+  const path = isURL(value) ? fileURLToPath(value as URL) : value;
+  if (typeof path !== 'string' && !(path instanceof Uint8Array)) throw invalidArgType(propName, ['string', 'Buffer', 'URL'], path);
+  if (typeof path === 'string' ? path.includes('\u0000') : path.includes(0)) {
+    throw invalidArgValue(propName, path, 'must be a string, Uint8Array, or URL without null bytes');
+  }
+  return path;
+}
+
+/** Node ≥ 24 warns once per process about args given with `shell` (DEP0190). */
+let emittedDEP0190 = false;
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
+/** Where coreOptions finds what normalizeSpawnArguments made of the call. */
+const kNormalized = Symbol('clonefd.normalized');
+
+/** Node's normalizeSpawnArguments (lib/child_process.js), rule for rule. */
 export function normalizeSpawnArguments(file: unknown, args: unknown, options: unknown): NormalizedSpawn {
-  if (typeof file !== 'string') throw invalidArgType('file', 'of type string', file);
+  validateString(file, 'file');
+  validateArgumentNullCheck(file, 'file');
   if (file.length === 0) throw invalidArgValue('file', file, 'cannot be empty');
   if (Array.isArray(args)) {
     args = args.slice();
   } else if (args === undefined || args === null) {
     args = [];
   } else if (typeof args !== 'object') {
-    throw invalidArgType('args', 'an instance of Array', args);
+    throw invalidArgType('args', 'object', args);
   } else {
     options = args;
     args = [];
   }
-  if (options === undefined) options = {};
-  else if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-  const opts = ownProps<SpawnSyncOptions>(options);
-  for (let i = 0; i < (args as unknown[]).length; i++) {
-    const a = (args as unknown[])[i];
-    if (typeof a !== 'string') throw invalidArgType(`args[${i}]`, 'of type string', a);
-  }
+  const argList = args as unknown[];
+  validateArgumentsNullCheck(argList, 'args');
+  if (options !== undefined) validateObject(options, 'options');
+  const opts = ownProps<SpawnSyncOptions & Record<string | symbol, unknown>>(options);
+  if (opts.cwd !== undefined && opts.cwd !== null) opts.cwd = getValidatedPath(opts.cwd, 'options.cwd') as string;
+  if (opts.detached !== undefined && opts.detached !== null) validateBoolean(opts.detached, 'options.detached');
+  if (opts.uid !== undefined && opts.uid !== null && !isInt32(opts.uid)) throw invalidArgType('options.uid', 'int32', opts.uid);
+  if (opts.gid !== undefined && opts.gid !== null && !isInt32(opts.gid)) throw invalidArgType('options.gid', 'int32', opts.gid);
   if (opts.shell !== undefined && opts.shell !== null && typeof opts.shell !== 'boolean' && typeof opts.shell !== 'string') {
-    throw invalidArgType('options.shell', 'of type boolean or string', opts.shell);
+    throw invalidArgType('options.shell', ['boolean', 'string'], opts.shell);
   }
-  if (opts.argv0 !== undefined && opts.argv0 !== null && typeof opts.argv0 !== 'string') {
-    throw invalidArgType('options.argv0', 'of type string', opts.argv0);
+  if (opts.argv0 !== undefined && opts.argv0 !== null) {
+    validateString(opts.argv0, 'options.argv0');
+    validateArgumentNullCheck(opts.argv0, 'options.argv0');
   }
-  for (const name of ['windowsHide', 'windowsVerbatimArguments', 'detached'] as const) {
-    const v = opts[name];
-    if (v !== undefined && v !== null && typeof v !== 'boolean') throw invalidArgType(`options.${name}`, 'of type boolean', v);
+  if (opts.windowsHide !== undefined && opts.windowsHide !== null) validateBoolean(opts.windowsHide, 'options.windowsHide');
+  if (opts.windowsVerbatimArguments !== undefined && opts.windowsVerbatimArguments !== null) {
+    validateBoolean(opts.windowsVerbatimArguments, 'options.windowsVerbatimArguments');
   }
-  if (opts.serialization !== undefined && opts.serialization !== 'json' && opts.serialization !== 'advanced') {
-    throw invalidArgValue('options.serialization', opts.serialization, "must be one of: 'json', 'advanced'");
-  }
-  // Node passes negative int32 ids on as unsigned ones; -1 (no id at all
-  // to setuid) fails in libuv with EINVAL, thrown as 'spawn EINVAL'.
-  for (const name of ['uid', 'gid'] as const) {
-    const v = opts[name];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v >= 0 || v < -(2 ** 31)) continue;
-    if (v === -1) throw new SystemError(EINVAL, 'spawn');
-    opts[name] = v >>> 0;
-  }
-  // Node reads env with for..in whatever it is (a string gives its indices).
-  if (opts.env !== undefined && opts.env !== null && typeof opts.env !== 'object') {
-    const copy: Record<string, string> = {};
-    for (const key in Object(opts.env)) copy[key] = Object(opts.env)[key];
-    opts.env = copy;
-  }
-  const stdio = opts.stdio;
-  if (stdio === ('ipc' as unknown) || (Array.isArray(stdio) && stdio.includes('ipc' as StdioEntry))) throw ipcUnsupported("'ipc' in stdio");
-  if (Array.isArray(stdio)) {
-    for (const entry of stdio) {
-      if (typeof entry === 'string' && !['pipe', 'overlapped', 'ignore', 'inherit'].includes(entry)) throw syncForkInput(entry);
-    }
-  }
-  let fileArgs = args as string[];
+  let fileArgs = argList;
   let spawnfile = file;
   if (opts.shell) {
-    const command = [file, ...fileArgs].join(' ');
+    validateArgumentNullCheck(opts.shell, 'options.shell');
+    if (NODE_MAJOR >= 24 && argList.length > 0 && !emittedDEP0190) {
+      emittedDEP0190 = true;
+      process.emitWarning(
+        'Passing args to a child process with shell option true can lead to security vulnerabilities, as the arguments are not escaped, only concatenated.',
+        'DeprecationWarning',
+        'DEP0190',
+      );
+    }
+    // join(): null and undefined become '', a Symbol throws Node's TypeError.
+    const command = [file, ...argList].join(' ');
     spawnfile = typeof opts.shell === 'string' ? opts.shell : '/bin/sh';
     fileArgs = ['-c', command];
   }
   const argv0 = typeof opts.argv0 === 'string' ? opts.argv0 : spawnfile;
-  return { file: spawnfile, args: fileArgs, options: opts, spawnargs: [argv0, ...fileArgs] };
+  // The environment as Node builds envPairs: every enumerable key, own or
+  // inherited (for..in, whatever env is), `${key}=${value}`.
+  const env = (opts.env || process.env) as Record<string, unknown>;
+  const envCopy: Record<string, string> = Object.create(null);
+  if (process.env.NODE_V8_COVERAGE && (!opts.env || !Object.hasOwn(opts.env, 'NODE_V8_COVERAGE'))) envCopy.NODE_V8_COVERAGE = process.env.NODE_V8_COVERAGE;
+  for (const key in env) {
+    const value = env[key];
+    if (value === undefined) continue;
+    validateArgumentNullCheck(key, `options.env['${key}']`);
+    validateArgumentNullCheck(value, `options.env['${key}']`);
+    envCopy[key] = `${value as string}`;
+  }
+  opts.env = opts.env ? envCopy : undefined;
+  const n: NormalizedSpawn = { file: spawnfile, args: fileArgs as string[], options: opts, spawnargs: [argv0, ...(fileArgs as string[])] };
+  opts[kNormalized] = n;
+  return n;
 }
 
-/** The core's options for a normalized Node-style request. */
-export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntry[] | undefined) {
+/**
+ * Node's getValidStdio (lib/internal/child_process.js) as entries for the
+ * core: one per fd, at least three. Numbers and `{ fd }` objects are taken
+ * as Node's C++ takes them (ToInt32; a negative one is /dev/null for fds
+ * 0-2 and nothing above); trailing 'ignore' entries past fd 2 are dropped
+ * (they map nothing). In the sync forms a string or buffer entry is
+ * skipped, as Node skips it (the later entries move down).
+ */
+export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
+  if (!stdio) stdio = 'pipe';
+  let list: unknown[];
+  if (typeof stdio === 'string') {
+    if (stdio === 'ignore' || stdio === 'overlapped' || stdio === 'pipe') list = [stdio, stdio, stdio];
+    else if (stdio === 'inherit') list = [0, 1, 2];
+    else throw invalidArgValue('stdio', stdio);
+  } else if (!Array.isArray(stdio)) {
+    throw invalidArgValue('stdio', stdio);
+  } else {
+    list = stdio.slice();
+  }
+  while (list.length < 3) list.push(undefined);
+  const out: StdioEntry[] = [];
+  let ipc = false;
+  for (let i = 0; i < list.length; i++) {
+    let entry = list[i];
+    if (entry === undefined || entry === null) entry = i < 3 ? 'pipe' : 'ignore';
+    if (entry === 'ignore') out.push('ignore');
+    else if (entry === 'pipe' || entry === 'overlapped' || (typeof entry === 'number' && entry < 0)) out.push(entry === 'overlapped' ? 'overlapped' : 'pipe');
+    else if (entry === 'ipc') {
+      if (sync) throw codedError(Error, 'ERR_IPC_SYNC_FORK', 'IPC cannot be used with synchronous forks');
+      if (ipc) throw codedError(Error, 'ERR_IPC_ONE_PIPE', 'Child process can have only one IPC pipe');
+      ipc = true;
+      out.push('ipc' as StdioEntry);
+    } else if (entry === 'inherit') out.push(i);
+    else if (typeof entry === 'number' || typeof (entry as { fd?: unknown }).fd === 'number') {
+      const raw = typeof entry === 'number' ? entry : (entry as { fd: number }).fd;
+      const fd = raw | 0;
+      if (fd < 0) out.push('ignore');
+      else if (typeof entry === 'object' && fd === raw) out.push(entry as StdioEntry);
+      else out.push(fd);
+    } else if (typeof entry === 'object' && (hasFd((entry as { _handle?: unknown })._handle) || hasFd((entry as { handle?: unknown }).handle))) {
+      out.push(entry as StdioEntry);
+    } else if (ArrayBuffer.isView(entry) || typeof entry === 'string') {
+      if (!sync) throw syncForkInput(entry);
+    } else {
+      throw invalidArgValue('stdio', entry);
+    }
+  }
+  if (ipc) throw ipcUnsupported("'ipc' in stdio");
+  while (out.length > 3 && out[out.length - 1] === 'ignore') out.pop();
+  return out;
+}
+
+function hasFd(handle: unknown): boolean {
+  return handle !== null && typeof handle === 'object' && typeof (handle as { fd?: unknown }).fd === 'number';
+}
+
+/**
+ * The core's options for a normalized Node-style request, with what Node
+ * checks or converts after normalizeSpawnArguments: the async spawn's
+ * stdio and serialization (ChildProcess.prototype.spawn), and the args as
+ * its C++ takes them (each made a string; a Symbol throws).
+ */
+export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntry[] | undefined, mode: 'async' | 'sync' = 'async') {
+  const n = (opts as Record<symbol, NormalizedSpawn | undefined>)[kNormalized];
+  if (mode === 'async') {
+    stdio = opts.stdio = validStdio(opts.stdio, false);
+    const ser = opts.serialization;
+    if (ser !== undefined && ser !== 'json' && ser !== 'advanced') throw invalidArgValue('options.serialization', ser, "must be one of: undefined, 'json', 'advanced'");
+  }
+  if (n) {
+    for (let i = 0; i < n.args.length; i++) n.args[i] = `${n.args[i] as unknown as string}`;
+    if (mode === 'sync') n.spawnargs = n.spawnargs.map((a) => `${a as unknown as string}`);
+  }
+  // cwd '' is no cwd for the async spawn (its C++ skips an empty one); the
+  // sync one passes it on (ENOENT). A Buffer is its bytes; in the sync form
+  // another Uint8Array is its toString(), as Node's C++ reads it.
+  let cwd: string | URL | undefined = opts.cwd ?? undefined;
+  if (cwd instanceof Uint8Array) cwd = mode === 'async' || Buffer.isBuffer(cwd) ? Buffer.from(cwd.buffer, cwd.byteOffset, cwd.byteLength).toString() : String(cwd);
+  if (mode === 'async' && cwd === '') cwd = undefined;
+  for (const name of ['uid', 'gid'] as const) {
+    const v = opts[name];
+    // Node passes a negative id on as an unsigned one; -1 (no id at all to
+    // set) fails in libuv with EINVAL: thrown by spawn, in the result of spawnSync.
+    if (v === -1) throw new SystemError(EINVAL, 'spawn');
+  }
+  const id = (v: number | null | undefined) => (typeof v === 'number' ? v >>> 0 : undefined);
   return {
-    cwd: opts.cwd ?? undefined,
+    cwd,
     env: opts.env ?? undefined,
-    argv0: opts.argv0 ?? undefined,
+    argv0: n ? n.spawnargs[0] : opts.argv0 ?? undefined,
     stdio,
-    detached: opts.detached,
-    uid: opts.uid ?? undefined,
-    gid: opts.gid ?? undefined,
+    detached: !!opts.detached,
+    uid: id(opts.uid),
+    gid: id(opts.gid),
     engine: opts.engine,
     killWithParent: opts.killWithParent,
   };
 }
 export type CoreOptions = ReturnType<typeof coreOptions>;
 
+/** Node's validateTimeout (lib/child_process.js). */
 export function validateTimeout(timeout: unknown): void {
   if (timeout === undefined || timeout === null) return;
   if (!(typeof timeout === 'number' && Number.isInteger(timeout) && timeout >= 0)) throw outOfRange('timeout', 'an unsigned integer', timeout);
 }
 
+/** Node's validateAbortSignal: undefined, or an object with an `aborted` property. */
 export function validateAbortSignal(signal: unknown, name: string): void {
-  const s = signal as Partial<AbortSignal> | null;
-  if (s === null || typeof s !== 'object' || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function') {
-    throw invalidArgType(name, 'an instance of AbortSignal', signal);
+  if (signal !== undefined && (signal === null || typeof signal !== 'object' || !('aborted' in signal))) {
+    throw invalidArgType(name, 'AbortSignal', signal);
   }
+}
+
+/** Node's sanitizeKillSignal: the signal's number, or undefined (the default) for null and undefined. */
+export function sanitizeKillSignal(killSignal: unknown): number | undefined {
+  if (typeof killSignal === 'string' || typeof killSignal === 'number') return convertToValidSignal(killSignal);
+  if (killSignal !== undefined && killSignal !== null) throw invalidArgType('options.killSignal', ['string', 'number'], killSignal);
+  return undefined;
+}
+
+/**
+ * Node's normalizeExecFileArgs (execFile, execFileSync): `(file, args?,
+ * options?, callback?)` with either optional part left out.
+ */
+export function normalizeExecFileArgs(file: unknown, args: unknown, options: unknown, callback: unknown) {
+  if (Array.isArray(args)) {
+    args = args.slice();
+  } else if (args !== null && args !== undefined && typeof args === 'object') {
+    callback = options;
+    options = args;
+    args = null;
+  } else if (typeof args === 'function') {
+    callback = args;
+    options = null;
+    args = null;
+  }
+  if (args === null || args === undefined) args = [];
+  if (typeof options === 'function') callback = options;
+  else if (options !== null && options !== undefined) validateObject(options, 'options');
+  if (options === null || options === undefined || typeof options === 'function') options = {};
+  if (callback !== null && callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'Function', callback);
+  const o = options as { argv0?: unknown };
+  if (o.argv0 !== undefined && o.argv0 !== null) {
+    validateString(o.argv0, 'options.argv0');
+    validateArgumentNullCheck(o.argv0, 'options.argv0');
+  }
+  return { file: file as string, args: args as string[], options: options as SpawnSyncOptions, callback: (callback ?? undefined) as ((...a: never[]) => void) | undefined };
+}
+
+/** Node's normalizeExecArgs (exec, execSync): the command checked, `shell` set. */
+export function normalizeExecArgs(command: unknown, options: unknown): { file: string; options: SpawnSyncOptions } {
+  validateString(command, 'command');
+  validateArgumentNullCheck(command, 'command');
+  const opts = ownProps<SpawnSyncOptions>(typeof options === 'function' ? undefined : options);
+  opts.shell = typeof opts.shell === 'string' ? opts.shell : true;
+  return { file: command, options: opts };
+}
+
+/**
+ * What Node's ChildProcess.prototype.spawn(options) takes: options as
+ * normalizeSpawnArguments makes them (`file`, `args` with argv[0] first,
+ * `envPairs`, `cwd`, `stdio`, ...), checked as Node checks them.
+ */
+export function rawSpawnOptions(options: unknown): { file: string; args: string[]; spawnargs: unknown[]; core: CoreOptions } {
+  validateObject(options, 'options');
+  const o = options as Record<string, unknown>;
+  const stdio = (o.stdio = validStdio(o.stdio, false));
+  const ser = o.serialization;
+  if (ser !== undefined && ser !== 'json' && ser !== 'advanced') throw invalidArgValue('options.serialization', ser, "must be one of: undefined, 'json', 'advanced'");
+  validateString(o.file, 'options.file');
+  let spawnargs: unknown[] = [];
+  if (o.args !== undefined) {
+    if (!Array.isArray(o.args)) throw invalidArgType('options.args', 'Array', o.args);
+    spawnargs = o.args;
+  }
+  // As its C++ reads them: each arg a string, envPairs only as an array,
+  // cwd only when not empty, ids only as int32, detached only when true.
+  const argv = spawnargs.map((a) => `${a as string}`);
+  let env: Record<string, string> | undefined;
+  if (Array.isArray(o.envPairs)) {
+    env = Object.create(null) as Record<string, string>;
+    for (const pair of o.envPairs) {
+      const s = `${pair as string}`;
+      const eq = s.indexOf('=');
+      if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
+    }
+  }
+  let cwd: string | undefined;
+  if (typeof o.cwd === 'string' && o.cwd.length > 0) cwd = o.cwd;
+  else if (o.cwd instanceof Uint8Array && o.cwd.length > 0) cwd = Buffer.from(o.cwd.buffer, o.cwd.byteOffset, o.cwd.byteLength).toString();
+  const id = (v: unknown) => (isInt32(v) ? v >>> 0 : undefined);
+  const core = {
+    cwd,
+    env,
+    argv0: argv.length > 0 ? argv[0] : o.file,
+    stdio,
+    detached: o.detached === true,
+    uid: id(o.uid),
+    gid: id(o.gid),
+    engine: o.engine as Engine | undefined,
+    killWithParent: o.killWithParent as boolean | undefined,
+  };
+  return { file: o.file, args: argv.slice(1), spawnargs, core };
 }
 
 export function validateMaxBuffer(maxBuffer: unknown): void {

@@ -12,8 +12,8 @@ import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
 import { adoptSocket, detachStdioStreams, flushStdio, onSettled } from '../subprocess';
 import { expandStdio, isPipeEntry, searchPath, type StdioPlan } from '../options';
-import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
-import { coreOptions, normalizeSpawnArguments, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
+import { convertToValidSignal, DEFAULT_KILL_SIGNAL, signalName } from '../signals';
+import { coreOptions, normalizeSpawnArguments, rawSpawnOptions, sanitizeKillSignal, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
 
 type Signal = NodeJS.Signals | number;
 
@@ -187,7 +187,8 @@ export class ChildProcess extends EventEmitter {
   }
 
   kill(signal?: Signal): boolean {
-    const sig = signal === undefined || signal === null ? DEFAULT_KILL_SIGNAL : toSignalNumber(signal, 'signal');
+    // Node's rule: 0 as is, undefined the default, anything else a valid signal (null too).
+    const sig = signal === 0 ? 0 : signal === undefined ? DEFAULT_KILL_SIGNAL : convertToValidSignal(signal);
     if (!this.#sub || this.#exited) return false;
     try {
       this.#sub.kill(sig);
@@ -216,6 +217,28 @@ export class ChildProcess extends EventEmitter {
   [Symbol.dispose](): void {
     if (!this.killed) this.kill();
   }
+
+  /**
+   * Node's ChildProcess.prototype.spawn(options), for code that builds its
+   * own ChildProcess: options as Node's normalizeSpawnArguments makes them
+   * (`file`, `args` with argv[0] first, `envPairs`, `stdio`, ...), checked
+   * as Node checks them (src/compat/args.ts rawSpawnOptions). Returns 0, or
+   * the negative errno of a spawn that failed with an 'error' event.
+   */
+  spawn(options: unknown): number {
+    const raw = rawSpawnOptions(options);
+    this.spawnfile = raw.file;
+    this.spawnargs = raw.spawnargs as string[];
+    try {
+      this._attach(start(raw.file, raw.args, raw.core, false));
+      return 0;
+    } catch (err) {
+      const e = err as SystemError;
+      if (!(e instanceof SystemError) || !ASYNC_SPAWN_ERRORS.has(e.code)) throw err;
+      this._fail(spawnFailure(e, 'spawn', raw.file, raw.spawnargs as string[]), raw.core.stdio, streamPlans(raw.core.stdio));
+      return e.errno;
+    }
+  }
 }
 
 /** The stdio entries that are streams, as plans for detachStdioStreams (a failed spawn has no request). */
@@ -230,8 +253,8 @@ export function spawn(file: string, args?: readonly string[] | SpawnOptions, opt
   const n = normalizeSpawnArguments(file, args, options);
   const opts = n.options;
   validateTimeout(opts.timeout);
-  const killSignal = opts.killSignal === undefined ? DEFAULT_KILL_SIGNAL : toSignalNumber(opts.killSignal, 'options.killSignal');
-  if (opts.signal !== undefined) validateAbortSignal(opts.signal, 'options.signal');
+  validateAbortSignal(opts.signal, 'options.signal');
+  const killSignal = sanitizeKillSignal(opts.killSignal) ?? DEFAULT_KILL_SIGNAL;
   const child = new ChildProcess();
   child.spawnfile = n.file;
   child.spawnargs = n.spawnargs;

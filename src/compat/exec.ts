@@ -3,10 +3,10 @@
 // their util.promisify forms.
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { codedError, errnoName, invalidArgType } from '../errors';
+import { codedError, errnoName } from '../errors';
 import { ownProps } from '../options';
-import { toSignalNumber } from '../signals';
-import { MAX_BUFFER, validateMaxBuffer, validateTimeout, type ExecFileOptions } from './args';
+import { DEFAULT_KILL_SIGNAL } from '../signals';
+import { MAX_BUFFER, normalizeExecArgs, normalizeExecFileArgs, sanitizeKillSignal, validateMaxBuffer, validateTimeout, type ExecFileOptions } from './args';
 import { spawn, type ChildProcess } from './child';
 
 export type ExecCallback = (error: ExecError | null, stdout: string | Buffer, stderr: string | Buffer) => void;
@@ -26,32 +26,15 @@ function maxBufferError(name: string): RangeError {
 
 /** `child_process.execFile(file, args?, options?, callback?)`. */
 export function execFile(file: string, ...rest: unknown[]): ChildProcess {
-  // Node's normalizeExecFileArgs.
-  let [args, options, callback] = rest as [unknown, unknown, unknown];
-  if (Array.isArray(args)) {
-    args = args.slice();
-  } else if (args !== null && args !== undefined && typeof args === 'object') {
-    callback = options;
-    options = args;
-    args = null;
-  } else if (typeof args === 'function') {
-    callback = args;
-    options = null;
-    args = null;
-  }
-  if (args === null || args === undefined) args = [];
-  if (typeof options === 'function') callback = options;
-  else if (options !== null && options !== undefined && typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-  if (options === null || options === undefined || typeof options === 'function') options = {};
-  if (callback !== null && callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'of type function', callback);
-  return execFileImpl(file, args as string[], options as ExecFileOptions, (callback ?? undefined) as ExecCallback | undefined);
+  const n = normalizeExecFileArgs(file, rest[0], rest[1], rest[2]);
+  return execFileImpl(n.file, n.args, n.options, n.callback as ExecCallback | undefined);
 }
 
 function execFileImpl(file: string, args: string[], options: ExecFileOptions, callback: ExecCallback | undefined): ChildProcess {
   const opts = ownProps<ExecFileOptions>({ encoding: 'utf8', timeout: 0, maxBuffer: MAX_BUFFER, killSignal: 'SIGTERM' }, options);
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);
-  const killSignal = toSignalNumber(opts.killSignal ?? 'SIGTERM', 'options.killSignal');
+  const killSignal = sanitizeKillSignal(opts.killSignal) ?? DEFAULT_KILL_SIGNAL;
   // Exactly the options Node's execFile passes on (stdio, argv0, detached,
   // killSignal and timeout are execFile's own business or ignored), plus
   // clonefd's extras.
@@ -156,14 +139,12 @@ function execFileImpl(file: string, args: string[], options: ExecFileOptions, ca
 
 /** `child_process.exec(command, options?, callback?)`. */
 export function exec(command: string, options?: ExecFileOptions | ExecCallback | null, callback?: ExecCallback): ChildProcess {
-  if (typeof command !== 'string') throw invalidArgType('command', 'of type string', command);
   if (typeof options === 'function') {
     callback = options;
     options = undefined;
   }
-  const opts = ownProps<ExecFileOptions>(options);
-  opts.shell = typeof opts.shell === 'string' ? opts.shell : true;
-  return execFile(command, opts, callback);
+  const n = normalizeExecArgs(command, options);
+  return execFile(n.file, n.options, callback);
 }
 
 // util.promisify(execFile / exec): resolves { stdout, stderr }; rejects

@@ -5,12 +5,12 @@
 import { binding } from '../binding';
 import { CLD_DUMPED, CLD_KILLED } from '../constants';
 import { ENOBUFS, ETIMEDOUT } from '../errno';
-import { codedError, invalidArgType, SystemError } from '../errors';
+import { invalidArgType, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import type { Subprocess } from '../index';
-import { expandStdio, isPipeEntry, ownProps, type StdioEntry } from '../options';
-import { DEFAULT_KILL_SIGNAL, signalName, toSignalNumber } from '../signals';
-import { coreOptions, MAX_BUFFER, normalizeSpawnArguments, validateMaxBuffer, validateTimeout, type SpawnSyncOptions } from './args';
+import { isPipeEntry, ownProps, type StdioEntry } from '../options';
+import { DEFAULT_KILL_SIGNAL, signalName } from '../signals';
+import { coreOptions, MAX_BUFFER, normalizeExecArgs, normalizeExecFileArgs, normalizeSpawnArguments, sanitizeKillSignal, validateMaxBuffer, validateTimeout, validStdio, type SpawnSyncOptions } from './args';
 import { spawnFailure, start } from './child';
 
 export interface SpawnSyncReturns<T> {
@@ -29,20 +29,21 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
   const opts = ownProps<SpawnSyncOptions>({ maxBuffer: MAX_BUFFER }, n.options);
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);
-  const killSignal = opts.killSignal === undefined ? DEFAULT_KILL_SIGNAL : toSignalNumber(opts.killSignal, 'options.killSignal');
+  const killSignal = sanitizeKillSignal(opts.killSignal) ?? DEFAULT_KILL_SIGNAL;
+  const stdio = validStdio(opts.stdio, true);
   let input: Buffer | null = null;
-  if (opts.input !== undefined && opts.input !== null) {
-    if (typeof opts.input === 'string') input = Buffer.from(opts.input, typeof opts.encoding === 'string' && opts.encoding !== 'buffer' ? opts.encoding : 'utf8');
+  // As Node: only a truthy input counts; it is stdio[0]'s.
+  if (opts.input) {
+    // Buffer.from's own rules for the encoding (ERR_UNKNOWN_ENCODING, 'buffer' too), as Node.
+    if (typeof opts.input === 'string') input = Buffer.from(opts.input, (opts.encoding ?? undefined) as BufferEncoding | undefined);
     else if (ArrayBuffer.isView(opts.input)) input = Buffer.from(opts.input.buffer, opts.input.byteOffset, opts.input.byteLength);
-    else throw invalidArgType('options.input', 'of type string or an instance of Buffer, TypedArray, or DataView', opts.input);
+    else throw invalidArgType('options.stdio[0]', ['Buffer', 'TypedArray', 'DataView', 'string'], opts.input);
   }
-  if (typeof opts.encoding === 'string' && opts.encoding !== 'buffer' && !Buffer.isEncoding(opts.encoding)) {
-    throw codedError(TypeError, 'ERR_UNKNOWN_ENCODING', `Unknown encoding: ${opts.encoding}`);
-  }
-  const encoding = opts.encoding && opts.encoding !== 'buffer' && Buffer.isEncoding(opts.encoding) ? opts.encoding : null;
+  // As Node: the outputs are decoded once the child is done, by Buffer's
+  // toString (an unknown encoding throws then, for an output that is not empty).
+  const encoding = opts.encoding && opts.encoding !== 'buffer' ? opts.encoding : null;
 
   // Our own pipes (raw fds, no event loop): the child gets their other ends.
-  const stdio = expandStdio(opts.stdio, 'pipe');
   const parentEnds: (number | null)[] = stdio.map(() => null);
   const childStdio: StdioEntry[] = [];
   const cleanup: number[] = [];
@@ -66,11 +67,13 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
 
   let sub: Subprocess;
   try {
-    sub = start(n.file, n.args, coreOptions(opts, childStdio), true);
+    sub = start(n.file, n.args, coreOptions(opts, childStdio, 'sync'), true);
   } catch (err) {
     for (const fd of parentEnds) if (typeof fd === 'number') binding.closeFd(fd);
-    const e = err as SystemError;
+    let e = err as SystemError;
     if (!(e instanceof SystemError)) throw err;
+    // What Node's async spawn throws as 'spawn EINVAL' (a uid or gid of -1).
+    if (e.syscall === 'spawn') e = new SystemError(-e.errno, `spawn ${n.file}`);
     // Node's shape: the error in the result, never thrown.
     return { error: spawnFailure(e, 'spawnSync', n.file, n.spawnargs), status: null, signal: null, output: null, pid: 0, stdout: null, stderr: null };
   } finally {
@@ -142,15 +145,11 @@ function checkExecSyncError(ret: SpawnSyncReturns<string | Buffer>, cmd: string)
 
 /** `child_process.execFileSync(file, args?, options?)`. */
 export function execFileSync(file: string, args?: readonly string[] | SpawnSyncOptions, options?: SpawnSyncOptions): string | Buffer {
-  if (!Array.isArray(args) && args !== undefined && args !== null && typeof args === 'object') {
-    options = args as SpawnSyncOptions;
-    args = [];
-  }
-  const opts = ownProps<SpawnSyncOptions>(options);
-  const inheritStderr = !opts.stdio;
-  const ret = spawnSync(file, (args ?? []) as string[], opts);
+  const n = normalizeExecFileArgs(file, args, options, undefined);
+  const inheritStderr = !n.options.stdio;
+  const ret = spawnSync(n.file, n.args, n.options);
   if (inheritStderr && ret.stderr) process.stderr.write(ret.stderr);
-  const cmd = [opts.argv0 || file, ...((args ?? []) as string[])].join(' ');
+  const cmd = [n.options.argv0 || n.file, ...n.args].join(' ');
   const err = checkExecSyncError(ret, cmd);
   if (err) throw err;
   return ret.stdout as string | Buffer;
@@ -158,11 +157,9 @@ export function execFileSync(file: string, args?: readonly string[] | SpawnSyncO
 
 /** `child_process.execSync(command, options?)`. */
 export function execSync(command: string, options?: SpawnSyncOptions): string | Buffer {
-  if (typeof command !== 'string') throw invalidArgType('command', 'of type string', command);
-  const opts = ownProps<SpawnSyncOptions>(options);
-  opts.shell = typeof opts.shell === 'string' ? opts.shell : true;
+  const { options: opts } = normalizeExecArgs(command, options);
   const inheritStderr = !opts.stdio;
-  const ret = spawnSync(command, [], opts);
+  const ret = spawnSync(command, opts);
   if (inheritStderr && ret.stderr) process.stderr.write(ret.stderr);
   const err = checkExecSyncError(ret, command);
   if (err) throw err;
