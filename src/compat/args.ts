@@ -86,8 +86,13 @@ function validateString(value: unknown, name: string): asserts value is string {
   if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
 }
 
+/**
+ * Node's isInt32 (`value === (value | 0)`). A BigInt makes Node's own `|`
+ * throw an uncoded TypeError ('Cannot mix BigInt and other types'); here it
+ * is just not an int32 (ERR_INVALID_ARG_TYPE, worded as Node's for any other type).
+ */
 function isInt32(value: unknown): value is number {
-  return value === ((value as number) | 0);
+  return typeof value !== 'bigint' && value === ((value as number) | 0);
 }
 
 /** Node's isURL (lib/internal/url.js): what fs and child_process take for a file: URL. */
@@ -219,11 +224,14 @@ export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
     } else if (entry === 'inherit') out.push(i);
     else if (typeof entry === 'number' || typeof (entry as { fd?: unknown }).fd === 'number') {
       const raw = typeof entry === 'number' ? entry : (entry as { fd: number }).fd;
+      // As Node's C++ and libuv take it: ToInt32; -1 is EINVAL at the spawn
+      // (coreOptions), another negative one /dev/null for fds 0-2 and nothing above.
       const fd = raw | 0;
-      if (fd < 0) out.push('ignore');
+      if (fd === -1) out.push(INVALID_FD);
+      else if (fd < 0) out.push('ignore');
       else if (typeof entry === 'object' && fd === raw) out.push(entry as StdioEntry);
       else out.push(fd);
-    } else if (typeof entry === 'object' && (hasFd((entry as { _handle?: unknown })._handle) || hasFd((entry as { handle?: unknown }).handle))) {
+    } else if (isHandleWrap(entry) || isHandleWrap((entry as { handle?: unknown }).handle) || isHandleWrap((entry as { _handle?: unknown })._handle)) {
       out.push(entry as StdioEntry);
     } else if (ArrayBuffer.isView(entry) || typeof entry === 'string') {
       if (!sync) throw syncForkInput(entry);
@@ -236,9 +244,19 @@ export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
   return out;
 }
 
-function hasFd(handle: unknown): boolean {
-  return handle !== null && typeof handle === 'object' && typeof (handle as { fd?: unknown }).fd === 'number';
+/**
+ * Node's getHandleWrapType: one of its Pipe, TTY, TCP or UDP handles (a
+ * net.Socket's or a TTY stream's `_handle`). Those classes are internal to
+ * Node, so they are told by name.
+ */
+function isHandleWrap(handle: unknown): boolean {
+  if (handle === null || typeof handle !== 'object') return false;
+  const name = (handle as { constructor?: { name?: unknown } }).constructor?.name;
+  return name === 'Pipe' || name === 'TTY' || name === 'TCP' || name === 'UDP';
 }
+
+/** A stdio entry that makes the spawn fail with EINVAL (libuv's answer for fd -1). */
+const INVALID_FD = Object.freeze({ fd: -1 }) as unknown as StdioEntry;
 
 /**
  * The core's options for a normalized Node-style request, with what Node
@@ -263,6 +281,7 @@ export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntr
   let cwd: string | URL | undefined = opts.cwd ?? undefined;
   if (cwd instanceof Uint8Array) cwd = mode === 'async' || Buffer.isBuffer(cwd) ? Buffer.from(cwd.buffer, cwd.byteOffset, cwd.byteLength).toString() : String(cwd);
   if (mode === 'async' && cwd === '') cwd = undefined;
+  if (Array.isArray(stdio) && stdio.includes(INVALID_FD)) throw new SystemError(EINVAL, 'spawn');
   for (const name of ['uid', 'gid'] as const) {
     const v = opts[name];
     // Node passes a negative id on as an unsigned one; -1 (no id at all to
@@ -359,6 +378,7 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
     if (!Array.isArray(o.args)) throw invalidArgType('options.args', 'Array', o.args);
     spawnargs = o.args;
   }
+  if (stdio.includes(INVALID_FD)) throw new SystemError(EINVAL, 'spawn');
   // As its C++ reads them: each arg a string, envPairs only as an array,
   // cwd only when not empty, ids only as int32, detached only when true.
   const argv = spawnargs.map((a) => `${a as string}`);
