@@ -275,11 +275,11 @@ export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntr
     for (let i = 0; i < n.args.length; i++) n.args[i] = `${n.args[i] as unknown as string}`;
     if (mode === 'sync') n.spawnargs = n.spawnargs.map((a) => `${a as unknown as string}`);
   }
-  // cwd '' is no cwd for the async spawn (its C++ skips an empty one); the
-  // sync one passes it on (ENOENT). A Buffer is its bytes; in the sync form
-  // another Uint8Array is its toString(), as Node's C++ reads it.
+  // As Node's C++ reads cwd: the async spawn takes a string only, and an
+  // empty one is no cwd (so is a Buffer); the sync one takes the value's
+  // toString() (a Buffer's is its UTF-8), and '' fails there (ENOENT).
   let cwd: string | URL | undefined = opts.cwd ?? undefined;
-  if (cwd instanceof Uint8Array) cwd = mode === 'async' || Buffer.isBuffer(cwd) ? Buffer.from(cwd.buffer, cwd.byteOffset, cwd.byteLength).toString() : String(cwd);
+  if (cwd instanceof Uint8Array) cwd = mode === 'async' ? undefined : String(cwd);
   if (mode === 'async' && cwd === '') cwd = undefined;
   if (Array.isArray(stdio) && stdio.includes(INVALID_FD)) throw new SystemError(EINVAL, 'spawn');
   for (const name of ['uid', 'gid'] as const) {
@@ -393,7 +393,6 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
   }
   let cwd: string | undefined;
   if (typeof o.cwd === 'string' && o.cwd.length > 0) cwd = o.cwd;
-  else if (o.cwd instanceof Uint8Array && o.cwd.length > 0) cwd = Buffer.from(o.cwd.buffer, o.cwd.byteOffset, o.cwd.byteLength).toString();
   const id = (v: unknown) => (isInt32(v) ? v >>> 0 : undefined);
   const core = {
     cwd,
