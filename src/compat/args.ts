@@ -192,8 +192,7 @@ export function normalizeSpawnArguments(file: unknown, args: unknown, options: u
  * Node's getValidStdio (lib/internal/child_process.js) as entries for the
  * core: one per fd, at least three. Numbers and `{ fd }` objects are taken
  * as Node's C++ takes them (ToInt32; a negative one is /dev/null for fds
- * 0-2 and nothing above); trailing 'ignore' entries past fd 2 are dropped
- * (they map nothing). In the sync forms a string or buffer entry is
+ * 0-2 and nothing above). In the sync forms a string or buffer entry is
  * skipped, as Node skips it (the later entries move down).
  */
 export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
@@ -240,7 +239,6 @@ export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
     }
   }
   if (ipc) throw ipcUnsupported("'ipc' in stdio");
-  while (out.length > 3 && out[out.length - 1] === 'ignore') out.pop();
   return out;
 }
 
@@ -282,6 +280,13 @@ export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntr
   if (cwd instanceof Uint8Array) cwd = mode === 'async' ? undefined : String(cwd);
   if (mode === 'async' && cwd === '') cwd = undefined;
   if (Array.isArray(stdio) && stdio.includes(INVALID_FD)) throw new SystemError(EINVAL, 'spawn');
+  // The sync forms' trailing 'ignore' entries past fd 2 map nothing: left
+  // out, so that many of them (Node takes any number) stay within the
+  // core's limits. (The async ChildProcess keeps one stdio slot per entry.)
+  if (mode === 'sync' && Array.isArray(stdio)) {
+    stdio = stdio.slice();
+    while (stdio.length > 3 && stdio[stdio.length - 1] === 'ignore') stdio.pop();
+  }
   for (const name of ['uid', 'gid'] as const) {
     const v = opts[name];
     // Node passes a negative id on as an unsigned one; -1 (no id at all to
