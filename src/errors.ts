@@ -195,8 +195,9 @@ export class SystemError extends Error {
   code: string;
   errno: number;
   syscall: string;
-  path?: string;
-  spawnargs?: string[];
+  // Declared only: own properties when given, as Node's (no `path: undefined` key).
+  declare path?: string;
+  declare spawnargs?: string[];
   constructor(errno: number, syscall: string, fields: SystemErrorFields = {}) {
     const neg = -Math.abs(errno);
     const code = errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;

@@ -86,8 +86,13 @@ function validateString(value: unknown, name: string): asserts value is string {
   if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
 }
 
+/**
+ * Node's isInt32 (`value === (value | 0)`). A BigInt makes Node's own `|`
+ * throw an uncoded TypeError ('Cannot mix BigInt and other types'); here it
+ * is just not an int32 (ERR_INVALID_ARG_TYPE, worded as Node's for any other type).
+ */
 function isInt32(value: unknown): value is number {
-  return value === ((value as number) | 0);
+  return typeof value !== 'bigint' && value === ((value as number) | 0);
 }
 
 /** Node's isURL (lib/internal/url.js): what fs and child_process take for a file: URL. */
@@ -187,8 +192,7 @@ export function normalizeSpawnArguments(file: unknown, args: unknown, options: u
  * Node's getValidStdio (lib/internal/child_process.js) as entries for the
  * core: one per fd, at least three. Numbers and `{ fd }` objects are taken
  * as Node's C++ takes them (ToInt32; a negative one is /dev/null for fds
- * 0-2 and nothing above); trailing 'ignore' entries past fd 2 are dropped
- * (they map nothing). In the sync forms a string or buffer entry is
+ * 0-2 and nothing above). In the sync forms a string or buffer entry is
  * skipped, as Node skips it (the later entries move down).
  */
 export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
@@ -219,11 +223,14 @@ export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
     } else if (entry === 'inherit') out.push(i);
     else if (typeof entry === 'number' || typeof (entry as { fd?: unknown }).fd === 'number') {
       const raw = typeof entry === 'number' ? entry : (entry as { fd: number }).fd;
+      // As Node's C++ and libuv take it: ToInt32; -1 is EINVAL at the spawn
+      // (coreOptions), another negative one /dev/null for fds 0-2 and nothing above.
       const fd = raw | 0;
-      if (fd < 0) out.push('ignore');
+      if (fd === -1) out.push(INVALID_FD);
+      else if (fd < 0) out.push('ignore');
       else if (typeof entry === 'object' && fd === raw) out.push(entry as StdioEntry);
       else out.push(fd);
-    } else if (typeof entry === 'object' && (hasFd((entry as { _handle?: unknown })._handle) || hasFd((entry as { handle?: unknown }).handle))) {
+    } else if (isHandleWrap(entry) || isHandleWrap((entry as { handle?: unknown }).handle) || isHandleWrap((entry as { _handle?: unknown })._handle)) {
       out.push(entry as StdioEntry);
     } else if (ArrayBuffer.isView(entry) || typeof entry === 'string') {
       if (!sync) throw syncForkInput(entry);
@@ -232,13 +239,22 @@ export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
     }
   }
   if (ipc) throw ipcUnsupported("'ipc' in stdio");
-  while (out.length > 3 && out[out.length - 1] === 'ignore') out.pop();
   return out;
 }
 
-function hasFd(handle: unknown): boolean {
-  return handle !== null && typeof handle === 'object' && typeof (handle as { fd?: unknown }).fd === 'number';
+/**
+ * Node's getHandleWrapType: one of its Pipe, TTY, TCP or UDP handles (a
+ * net.Socket's or a TTY stream's `_handle`). Those classes are internal to
+ * Node, so they are told by name.
+ */
+function isHandleWrap(handle: unknown): boolean {
+  if (handle === null || typeof handle !== 'object') return false;
+  const name = (handle as { constructor?: { name?: unknown } }).constructor?.name;
+  return name === 'Pipe' || name === 'TTY' || name === 'TCP' || name === 'UDP';
 }
+
+/** A stdio entry that makes the spawn fail with EINVAL (libuv's answer for fd -1). */
+const INVALID_FD = Object.freeze({ fd: -1 }) as unknown as StdioEntry;
 
 /**
  * The core's options for a normalized Node-style request, with what Node
@@ -257,12 +273,20 @@ export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntr
     for (let i = 0; i < n.args.length; i++) n.args[i] = `${n.args[i] as unknown as string}`;
     if (mode === 'sync') n.spawnargs = n.spawnargs.map((a) => `${a as unknown as string}`);
   }
-  // cwd '' is no cwd for the async spawn (its C++ skips an empty one); the
-  // sync one passes it on (ENOENT). A Buffer is its bytes; in the sync form
-  // another Uint8Array is its toString(), as Node's C++ reads it.
+  // As Node's C++ reads cwd: the async spawn takes a string only, and an
+  // empty one is no cwd (so is a Buffer); the sync one takes the value's
+  // toString() (a Buffer's is its UTF-8), and '' fails there (ENOENT).
   let cwd: string | URL | undefined = opts.cwd ?? undefined;
-  if (cwd instanceof Uint8Array) cwd = mode === 'async' || Buffer.isBuffer(cwd) ? Buffer.from(cwd.buffer, cwd.byteOffset, cwd.byteLength).toString() : String(cwd);
+  if (cwd instanceof Uint8Array) cwd = mode === 'async' ? undefined : String(cwd);
   if (mode === 'async' && cwd === '') cwd = undefined;
+  if (Array.isArray(stdio) && stdio.includes(INVALID_FD)) throw new SystemError(EINVAL, 'spawn');
+  // The sync forms' trailing 'ignore' entries past fd 2 map nothing: left
+  // out, so that many of them (Node takes any number) stay within the
+  // core's limits. (The async ChildProcess keeps one stdio slot per entry.)
+  if (mode === 'sync' && Array.isArray(stdio)) {
+    stdio = stdio.slice();
+    while (stdio.length > 3 && stdio[stdio.length - 1] === 'ignore') stdio.pop();
+  }
   for (const name of ['uid', 'gid'] as const) {
     const v = opts[name];
     // Node passes a negative id on as an unsigned one; -1 (no id at all to
@@ -359,6 +383,7 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
     if (!Array.isArray(o.args)) throw invalidArgType('options.args', 'Array', o.args);
     spawnargs = o.args;
   }
+  if (stdio.includes(INVALID_FD)) throw new SystemError(EINVAL, 'spawn');
   // As its C++ reads them: each arg a string, envPairs only as an array,
   // cwd only when not empty, ids only as int32, detached only when true.
   const argv = spawnargs.map((a) => `${a as string}`);
@@ -373,7 +398,6 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
   }
   let cwd: string | undefined;
   if (typeof o.cwd === 'string' && o.cwd.length > 0) cwd = o.cwd;
-  else if (o.cwd instanceof Uint8Array && o.cwd.length > 0) cwd = Buffer.from(o.cwd.buffer, o.cwd.byteOffset, o.cwd.byteLength).toString();
   const id = (v: unknown) => (isInt32(v) ? v >>> 0 : undefined);
   const core = {
     cwd,

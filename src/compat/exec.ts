@@ -59,7 +59,8 @@ function execFileImpl(file: string, args: string[], options: ExecFileOptions, ca
   let killed = false;
   let exited = false;
   let timer: NodeJS.Timeout | undefined;
-  const maxBuffer = opts.maxBuffer ?? MAX_BUFFER;
+  // As Node compares it: an explicit undefined is no limit, null is 0.
+  const maxBuffer = opts.maxBuffer as number;
 
   // As Node: a stream whose encoding the caller set (setEncoding on
   // child.stdout) gives strings, joined as strings.

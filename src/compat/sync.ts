@@ -97,7 +97,8 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
     sub.fd,
     sub.pidfd,
     opts.timeout ?? 0,
-    opts.maxBuffer ?? MAX_BUFFER,
+    // As Node's C++ reads it: null or an explicit undefined is no limit (0).
+    opts.maxBuffer ?? 0,
     killSignal,
   );
   let info: ClonefdInfo | null = null;
