@@ -1711,9 +1711,10 @@ describe("exit: Node's order of state changes and events", () => {
     let lost = 0;
     for (let i = 0; i < 100; i++) {
       const c = ours.spawn('sh', ['-c', 'echo out; echo err >&2']);
+      const closed = once(c, 'close');
       const err = await collect(c.stderr);
       const out = await collect(c.stdout);
-      await once(c, 'close');
+      await closed;
       if (out !== 'out\n' || err !== 'err\n') lost++;
     }
     expect(lost).toBe(0);
@@ -1796,9 +1797,10 @@ describe('stdin at exit', () => {
           c.stdin!.on('drain', pump);
           c.stdin!.on('error', (e: NodeJS.ErrnoException) => ev.push(`error:${e.code}`));
           c.on('exit', () => ev.push('exit'));
+          const closed = once(c, 'close');
           pump();
           const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => finished(c.stdin!, (e) => resolve(e ?? undefined)));
-          await once(c, 'close');
+          await closed;
           const key = `finished:${err?.code ?? 'ok'} errorBeforeExit:${ev.indexOf('error:EPIPE') >= 0 && ev.indexOf('error:EPIPE') < ev.indexOf('exit')}`;
           tally.set(key, (tally.get(key) ?? 0) + 1);
         }),
