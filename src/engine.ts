@@ -123,14 +123,16 @@ export function spawnError(errno: number, stage: number, req: SpawnRequest, deta
  * An exit is never delivered before what the child's pipes already say:
  * the kernel closes a dying child's fds before it signals the exit, so its
  * last output (and the EPIPE of a write it will never read) is ready by the
- * time the record is, and the loop polls both in the same batch, where the
- * record's callback may come first. While the child has stdio pipes in
- * use, the exit waits for that poll phase to end (one setImmediate: the
- * check phase, before the close phase), which is where Node's SIGCHLD
- * lands relative to those events: a reader that starts on stdout once
- * stderr has ended is not cut off by the exit's flush, and a write that
- * fails reports EPIPE before 'exit', with stdin's 'close' after it. Pipes a
- * grandchild keeps open are not waited for; Node does not wait either.
+ * time the record is, but the loop may run the record's callback first, and
+ * libuv stops reading a pipe after a short read, so the EOF of a pipe it
+ * just read from is only seen in the next poll. While the child's pipes are
+ * in use, the exit waits for the end of this poll phase (one setImmediate,
+ * which is still before the close phase: a write that failed with EPIPE has
+ * reported it, and stdin's 'close' comes after 'exit', as in Node), and, if
+ * output is still unended then, for one more poll phase. A reader that
+ * starts on stdout once stderr has ended is not cut off by the exit's
+ * flush. Pipes a grandchild keeps open are not waited for beyond that; Node
+ * does not wait for them either.
  */
 export class ExitDelivery {
   readonly #resource = new AsyncResource('CLONEFD_CHILD');
@@ -146,7 +148,14 @@ export class ExitDelivery {
       this.sink.onExit(record, true);
       this.#resource.emitDestroy();
     } else if (this.sink.pipesInUse()) {
-      setImmediate(() => this.#deliverScoped(record));
+      // One turn: what the poll batch of the record held has run (an EPIPE
+      // on stdin among it, so stdin's 'close' still comes after 'exit'). A
+      // second while output is still unended: libuv stops reading a pipe
+      // after a short read, so its EOF is only seen in the next poll.
+      setImmediate(() => {
+        if (this.sink.pipesInUse()) setImmediate(() => this.#deliverScoped(record));
+        else this.#deliverScoped(record);
+      });
     } else {
       this.#deliverScoped(record);
     }

@@ -280,7 +280,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   #pipesInUse(): boolean {
     return this.stdio.some((s, i) => {
       if (s === null) return false;
-      if (i === 0) return s.writableLength > 0;
+      if (i === 0) return !s.destroyed && s.writableLength > 0;
       return s.readable && !s.readableEnded && !(s as { [usedAsStdio]?: boolean })[usedAsStdio];
     });
   }
