@@ -1832,6 +1832,36 @@ describe('process.stdin given as stdio', () => {
   );
 });
 
+describe('spawnSync: a skipped stdio entry moves the later ones down, with their own direction', () => {
+  for (const [label, stdio] of [
+    ["['x', 'pipe', 'pipe']", () => ['x', 'pipe', 'pipe']],
+    ["[Buffer, 'pipe']", () => [Buffer.from('y'), 'pipe']],
+    ["['pipe', 'x', 'pipe', 'pipe']", () => ['pipe', 'x', 'pipe', 'pipe']],
+  ] as const) {
+    both(
+      `stdio ${label}: the outputs as Node has them`,
+      (cp) => {
+        const r = cp.spawnSync('sh', ['-c', 'echo a; echo b >&2'], { stdio: stdio() as node.StdioOptions });
+        return { output: show(r.output), status: r.status, error: (r.error as NodeJS.ErrnoException | undefined)?.code };
+      },
+      (o) => expect(o.status).toBe(0),
+    );
+  }
+});
+
+describe('ChildProcess#spawn(options) twice', () => {
+  it('a second spawn on one ChildProcess is refused with a coded error (Node aborts in libuv)', async () => {
+    const c = new (ours.ChildProcess as unknown as new () => node.ChildProcess & { spawn(o: unknown): number })();
+    const opts = () => ({ file: 'true', args: ['true'], envPairs: [], stdio: 'ignore' });
+    expect(c.spawn(opts())).toBe(0);
+    expect(() => c.spawn(opts())).toThrow(expect.objectContaining({ code: 'ERR_CLONEFD_ALREADY_SPAWNED' }));
+    await once(c, 'exit');
+    const d = ours.spawn('true', [], { stdio: 'ignore' }) as unknown as { spawn(o: unknown): number } & node.ChildProcess;
+    expect(() => d.spawn(opts())).toThrow(expect.objectContaining({ code: 'ERR_CLONEFD_ALREADY_SPAWNED' }));
+    await once(d, 'exit');
+  });
+});
+
 describe('exec buffers as Node does', () => {
   both(
     "encoding 'buffer' and then child.stdout.setEncoding('utf8'): strings, joined, counted in bytes of that encoding",

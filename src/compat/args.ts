@@ -193,9 +193,10 @@ export function normalizeSpawnArguments(file: unknown, args: unknown, options: u
  * core: one per fd, at least three. Numbers and `{ fd }` objects are taken
  * as Node's C++ takes them (ToInt32; a negative one is /dev/null for fds
  * 0-2 and nothing above). In the sync forms a string or buffer entry is
- * skipped, as Node skips it (the later entries move down).
+ * skipped, as Node skips it (the later entries move down). `inputs[fd]`,
+ * when asked for, tells which pipes are the child's input.
  */
-export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
+export function validStdio(stdio: unknown, sync: boolean, inputs?: boolean[]): StdioEntry[] {
   if (!stdio) stdio = 'pipe';
   let list: unknown[];
   if (typeof stdio === 'string') {
@@ -214,7 +215,12 @@ export function validStdio(stdio: unknown, sync: boolean): StdioEntry[] {
     let entry = list[i];
     if (entry === undefined || entry === null) entry = i < 3 ? 'pipe' : 'ignore';
     if (entry === 'ignore') out.push('ignore');
-    else if (entry === 'pipe' || entry === 'overlapped' || (typeof entry === 'number' && entry < 0)) out.push(entry === 'overlapped' ? 'overlapped' : 'pipe');
+    else if (entry === 'pipe' || entry === 'overlapped' || (typeof entry === 'number' && entry < 0)) {
+      // A pipe's direction is its entry's, not its fd's (Node: readable
+      // when i === 0), which differ once a skipped entry moved it down.
+      if (inputs) inputs[out.length] = i === 0;
+      out.push(entry === 'overlapped' ? 'overlapped' : 'pipe');
+    }
     else if (entry === 'ipc') {
       if (sync) throw codedError(Error, 'ERR_IPC_SYNC_FORK', 'IPC cannot be used with synchronous forks');
       if (ipc) throw codedError(Error, 'ERR_IPC_ONE_PIPE', 'Child process can have only one IPC pipe');

@@ -7,7 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { binding } from '../binding';
 import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
-import { AbortError, SystemError } from '../errors';
+import { AbortError, codedError, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
 import { adoptSocket, detachStdioStreams, flushStdio, onSettled } from '../subprocess';
@@ -93,6 +93,7 @@ export class ChildProcess extends EventEmitter {
   exited: Promise<ClonefdInfo>;
   #sub: Subprocess | null = null;
   #exited = false;
+  #spawnCalled = false;
   #closesNeeded = 1;
   #closesGot = 0;
   #resolveExited!: (info: ClonefdInfo) => void;
@@ -114,6 +115,7 @@ export class ChildProcess extends EventEmitter {
 
   /** @internal */
   _attach(sub: Subprocess): void {
+    this.#spawnCalled = true;
     this.#sub = sub;
     this.pid = sub.pid;
     this.stdio = sub.stdio;
@@ -132,6 +134,7 @@ export class ChildProcess extends EventEmitter {
 
   /** @internal A spawn that failed the way Node reports by an event. */
   _fail(err: SystemError, stdio: unknown, streams: readonly StdioPlan[]): void {
+    this.#spawnCalled = true;
     // As Node: the 'pipe' slots still get sockets (whose other end is
     // closed, so they end at once); no 'spawn'; a tick later exitCode is
     // the negative errno, stdin is destroyed, 'error' is emitted, the
@@ -226,7 +229,11 @@ export class ChildProcess extends EventEmitter {
    * the negative errno of a spawn that failed with an 'error' event.
    */
   spawn(options: unknown): number {
+    // Node runs a second spawn on the same handle and then aborts in
+    // libuv (an assertion in uv__wait_children): refused here instead.
+    if (this.#spawnCalled) throw codedError(Error, 'ERR_CLONEFD_ALREADY_SPAWNED', 'This ChildProcess has already been spawned; create a new one');
     const raw = rawSpawnOptions(options);
+    this.#spawnCalled = true;
     this.spawnfile = raw.file;
     this.spawnargs = raw.spawnargs as string[];
     try {

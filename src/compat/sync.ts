@@ -30,7 +30,8 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
   validateTimeout(opts.timeout);
   validateMaxBuffer(opts.maxBuffer);
   const killSignal = sanitizeKillSignal(opts.killSignal) ?? DEFAULT_KILL_SIGNAL;
-  const stdio = validStdio(opts.stdio, true);
+  const inputs: boolean[] = [];
+  const stdio = validStdio(opts.stdio, true, inputs);
   let input: Buffer | null = null;
   // As Node: only a truthy input counts; it is stdio[0]'s.
   if (opts.input) {
@@ -52,10 +53,11 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
       if (isPipeEntry(entry, i)) {
         const p = binding.pipe();
         if (typeof p === 'number') throw new SystemError(-p, 'pipe');
-        // stdin: the child reads; others: the child writes.
-        parentEnds[i] = i === 0 ? p[1] : p[0];
-        childStdio.push(i === 0 ? p[0] : p[1]);
-        cleanup.push(i === 0 ? p[0] : p[1]);
+        // The input pipe: the child reads; others: the child writes.
+        const input = inputs[i] === true;
+        parentEnds[i] = input ? p[1] : p[0];
+        childStdio.push(input ? p[0] : p[1]);
+        cleanup.push(input ? p[0] : p[1]);
       } else {
         childStdio.push(entry === undefined || entry === null ? 'ignore' : (entry as StdioEntry));
       }
@@ -83,13 +85,16 @@ export function spawnSync(file: string, args?: readonly string[] | SpawnSyncOpti
 
   const readIdx: number[] = [];
   const readFds: number[] = [];
+  let stdinEnd = -1;
   parentEnds.forEach((fd, i) => {
-    if (fd !== null && i !== 0) {
+    if (fd === null) return;
+    if (inputs[i] === true) {
+      stdinEnd = fd;
+    } else {
       readIdx.push(i);
       readFds.push(fd);
     }
   });
-  const stdinEnd = parentEnds[0] ?? -1;
   const drained = binding.drainSync(
     Int32Array.from(readFds),
     stdinEnd,
