@@ -1,6 +1,7 @@
 // The handle every spawn returns: the seed's contract (fd, read) and the
 // everyday process API (streams, exited, kill, ref) over one engine child.
 import { EventEmitter } from 'node:events';
+import { fstatSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { binding } from './binding';
@@ -30,13 +31,29 @@ export interface SubprocessEvents {
 /** User-owned fds not closed by the user: closed on GC, with a warning. */
 interface FdLease {
   fds: number[];
+  /** Each fd's file as "dev:ino" when handed out (see the finalizer). */
+  ids: string[];
   pid: number;
 }
-const leaks = new FinalizationRegistry<FdLease>((lease) => {
-  for (const fd of lease.fds) {
-    binding.closeFd(fd); // EBADF: closed behind our back, nothing to release
-    process.emitWarning(`Closing clonefd file descriptor ${fd} (child ${lease.pid}) on garbage collection; call close() when done with it`, 'Warning');
+
+function fileId(fd: number): string | null {
+  try {
+    const st = fstatSync(fd);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
+}
+
+const leaks = new FinalizationRegistry<FdLease>((lease) => {
+  lease.fds.forEach((fd, i) => {
+    // A user who closed the fd with fs.closeSync() let its number be
+    // reused: close it only if it is still the file handed out.
+    const id = fileId(fd);
+    if (id === null || id !== lease.ids[i]) return;
+    binding.closeFd(fd);
+    process.emitWarning(`Closing clonefd file descriptor ${fd} (child ${lease.pid}) on garbage collection; call close() when done with it`, 'Warning');
+  });
 });
 
 interface CreateParams {
@@ -259,10 +276,13 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   #own(fd: number): void {
     if (fd < 0) return;
     if (this.#lease === null) {
-      this.#lease = { fds: [], pid: this.pid };
+      this.#lease = { fds: [], ids: [], pid: this.pid };
       leaks.register(this, this.#lease, this.#lease);
     }
-    if (!this.#lease.fds.includes(fd)) this.#lease.fds.push(fd);
+    if (!this.#lease.fds.includes(fd)) {
+      this.#lease.fds.push(fd);
+      this.#lease.ids.push(fileId(fd) ?? '');
+    }
   }
 
   #releaseFds(): void {
@@ -271,6 +291,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     leaks.unregister(lease);
     for (const fd of lease.fds) binding.closeFd(fd);
     lease.fds = [];
+    lease.ids = [];
     if (this.#userFd !== undefined) this.#userFd = -1;
     if (this.#userPidfd !== undefined) this.#userPidfd = -1;
     this.#child.userFdsClosed();

@@ -1906,3 +1906,38 @@ describe('spawnSync maxBuffer keeps the read that passed it, as Node', () => {
     (o) => expect(o.threw.stdout).toEqual({ Buffer: 'abcdefgh' }),
   );
 });
+
+describe('an fd the user closed by hand', () => {
+  it('is not closed again on garbage collection once its number was reused (both engines)', () => {
+    const script = `
+      const fs = require('node:fs');
+      const { spawn } = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'))});
+      (async () => {
+        const out = [];
+        for (const engine of ['helper', 'direct']) {
+          let c = spawn('true', [], { stdio: 'ignore', engine });
+          const fd = c.fd;
+          await c.exited;
+          fs.closeSync(fd);
+          // Take the number back (lower free numbers go first).
+          const extra = [];
+          let reused = -1;
+          for (let i = 0; i < 256 && reused < 0; i++) { const f = fs.openSync('/dev/null', 'r'); if (f === fd) reused = f; else extra.push(f); }
+          for (const f of extra) fs.closeSync(f);
+          c = null;
+          for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setImmediate(r)); }
+          let alive = true;
+          try { fs.fstatSync(reused); } catch { alive = false; }
+          out.push({ engine, sameNumber: reused === fd, alive });
+          if (alive) fs.closeSync(reused);
+        }
+        console.log(JSON.stringify(out));
+      })();`;
+    const r = node.spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual([
+      { engine: 'helper', sameNumber: true, alive: true },
+      { engine: 'direct', sameNumber: true, alive: true },
+    ]);
+  });
+});
