@@ -399,6 +399,8 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
   const o = options as Record<string, unknown>;
   const stdio = (o.stdio = validStdio(o.stdio, false));
   const serialization = validSerialization(o.serialization);
+  // Node's order: the channel's env pairs are appended (envPairs checked) before the file is.
+  if (stdio.includes(IPC_STDIO as StdioEntry) && o.envPairs !== undefined && !Array.isArray(o.envPairs)) throw invalidArgType('options.envPairs', 'Array', o.envPairs);
   validateString(o.file, 'options.file');
   let spawnargs: unknown[] = [];
   if (o.args !== undefined) {

@@ -52,7 +52,6 @@ class ChannelSocket {
   #queue: QueuedWrite[] = [];
   #reading = true;
   #closing = false;
-  #ref = true;
   readonly #scratch = Buffer.allocUnsafe(READ_SIZE);
   readonly #fdsOut = new Int32Array(9);
 
@@ -83,7 +82,6 @@ class ChannelSocket {
   }
 
   ref(on: boolean): void {
-    this.#ref = on;
     if (this.#watch !== null && !this.#closing) binding.ref(this.#watch, on);
   }
 
@@ -467,7 +465,9 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     }
   };
 
+  let atEof = false;
   const endOfChannel = () => {
+    atEof = true;
     if (target.connected) target.disconnect();
     socket.close();
     if (target.channel !== null) target.channel = null;
@@ -682,7 +682,7 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
       reportClosed();
     };
     // A message half read is delivered first (Node waits for it too).
-    if (framing.buffering) {
+    if (framing.buffering && !atEof) {
       target.once('message', finish);
       target.once('internalMessage', finish);
       return;
@@ -751,6 +751,7 @@ function sendHandle(target: IpcTarget, state: ChannelState, message: HandleMessa
         wrap.onread = nop;
         socket._handle = null;
         socket.setTimeout(0);
+        releaseHttpParser(socket);
       }
       return {
         wrap,
@@ -762,6 +763,20 @@ function sendHandle(target: IpcTarget, state: ChannelState, message: HandleMessa
       };
     }
   }
+}
+
+/**
+ * A socket of an HTTP server leaves with its parser and response released,
+ * as Node does on sending it (else both stay tied to a socket that is gone).
+ */
+function releaseHttpParser(socket: net.Socket): void {
+  const s = socket as net.Socket & { parser?: unknown; _httpMessage?: { detachSocket?: (socket: net.Socket) => void } | null };
+  if (!s.parser) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- Node's own module for this (public, undocumented), loaded only when needed
+  const common = require('node:_http_common') as { freeParser?: (parser: unknown, req: unknown, socket: net.Socket) => void; HTTPParser?: new () => unknown };
+  if (typeof common.freeParser !== 'function' || typeof common.HTTPParser !== 'function' || !(s.parser instanceof common.HTTPParser)) return;
+  common.freeParser(s.parser, null, socket);
+  s._httpMessage?.detachSocket?.(socket);
 }
 
 interface ServerInternals {
@@ -863,7 +878,7 @@ class SocketListSend extends EventEmitter {
 class SocketListReceive extends EventEmitter {
   connections = 0;
   constructor(
-    private readonly child: IpcTarget,
+    child: IpcTarget,
     readonly key: string,
   ) {
     super();
