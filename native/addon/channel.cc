@@ -70,7 +70,7 @@ napi_value ChannelPoll(napi_env env, napi_callback_info info) {
 // channelRecv(fd, buf, fds: Int32Array) → bytes | 0 at EOF | -errno
 // (-EAGAIN: nothing now). fds = [count, fd...] of the fds that came with
 // these bytes (CLOEXEC, the caller's to close); when they did not fit
-// (a full fd table) count is -1 and they are gone.
+// (a full fd table) count is -1 and they are gone. Tracked as user fds.
 napi_value ChannelRecv(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int fd = a.i32(0);
@@ -82,7 +82,13 @@ napi_value ChannelRecv(napi_env env, napi_callback_info info) {
   int nfds = 0, trunc = 0;
   ssize_t n = clonefd_recv_fds(fd, buf, len, fds, kMaxRecvFds, &nfds, MSG_DONTWAIT, &trunc);
   out[0] = trunc ? -1 : nfds;
-  for (int i = 0; i < nfds; i++) out[1 + i] = fds[i];
+  // JavaScript's until it closes them (closeFd) or gives them to a socket
+  // (releaseFd); a teardown in between closes them.
+  EnvState* s = State(env);
+  for (int i = 0; i < nfds; i++) {
+    out[1 + i] = fds[i];
+    TrackUserFd(s, fds[i]);
+  }
   return Number(env, static_cast<double>(n));
 }
 

@@ -787,6 +787,8 @@ interface ServerInternals {
 
 /** A handle that came with a NODE_HANDLE message, made the object its type names (Node's handleConversion[type].got). */
 function receiveHandle(target: IpcTarget, message: HandleMessage, fd: number, emit: (handle: unknown) => void): void {
+  // From here the socket made of it owns the fd (closed with it).
+  binding.releaseFd(fd);
   try {
     switch (message.type) {
       case 'net.Server': {
