@@ -16,6 +16,9 @@
 //   npm run bench -- --quick           300 spawns, 10 forks, 500 round trips (a few seconds)
 //   node bench/spawn.js -n 500 --heap-mib 1024 --json
 //   node bench/spawn.js --only fork --forks 20 --pings 5000
+//
+// --rounds is the spawn half's; forks alternate one by one, round trips in
+// blocks of 100.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const cp = require('node:child_process');
@@ -118,6 +121,8 @@ const FORK_PEER = 'child_process.fork';
 
 const ANSWER_MS = 15000; // a bound on any one wait, so that a hang fails the scenario instead of the run
 
+const PING_BLOCK = 100;
+
 class Unsupported extends Error {}
 
 function bounded(promise, what) {
@@ -208,15 +213,13 @@ async function forkScenario(opts, script) {
   const first = Object.fromEntries(names.map((k) => [k, []]));
   const call = Object.fromEntries(names.map((k) => [k, []]));
   const teardown = Object.fromEntries(names.map((k) => [k, []]));
-  const perRound = Math.ceil(opts.forks / opts.rounds);
-  for (let r = 0; r < opts.rounds; r++) {
+  // A fork is long (a Node starting up): alternate them one by one.
+  for (let r = 0; r < opts.forks; r++) {
     for (const name of names) {
-      for (let i = 0; i < perRound && first[name].length < opts.forks; i++) {
-        const [f, c, t] = await timeFork(forkers[name], script);
-        first[name].push(f);
-        call[name].push(c);
-        teardown[name].push(t);
-      }
+      const [f, c, t] = await timeFork(forkers[name], script);
+      first[name].push(f);
+      call[name].push(c);
+      teardown[name].push(t);
     }
   }
   const med = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Math.round(median(v))]));
@@ -236,30 +239,36 @@ async function ipcScenario(opts, script) {
   const names = Object.keys(forkers);
   const kids = {};
   const rtt = Object.fromEntries(names.map((k) => [k, []]));
+  const cpu = Object.fromEntries(names.map((k) => [k, []])); // the parent's CPU µs per round trip, per block
   const firstMicros = {};
   try {
+    // ping 0 waits for the child to start; ping 1, right after it, is the
+    // first round trip on a ready channel (one sample, reported apart);
+    // then a warm-up.
     for (const name of names) {
       kids[name] = new Forked(forkers[name], script);
       await bounded(kids[name].roundTrip({ ping: 0 }), `${name}: the first reply`);
-    }
-    // ping 0 waited for the child to start; ping 1 is the first round trip
-    // on a ready channel (one sample, reported apart), then a warm-up.
-    for (const name of names) {
       const t0 = process.hrtime.bigint();
       await bounded(kids[name].roundTrip({ ping: 1 }), `${name}: the second reply`);
       firstMicros[name] = Number(process.hrtime.bigint() - t0) / 1000;
       for (let i = 0; i < 100; i++) await bounded(kids[name].roundTrip({ ping: i }), `${name}: a warm-up reply`);
     }
-    const perRound = Math.ceil(opts.pings / opts.rounds);
-    for (let r = 0; r < opts.rounds; r++) {
+    // Blocks of PING_BLOCK round trips, alternating between the children.
+    const rounds = Math.ceil(opts.pings / PING_BLOCK);
+    const perRound = Math.ceil(opts.pings / rounds);
+    for (let r = 0; r < rounds; r++) {
       for (const name of names) {
         const k = kids[name];
+        const u0 = process.cpuUsage();
+        const before = rtt[name].length;
         for (let i = 0; i < perRound && rtt[name].length < opts.pings; i++) {
           const t0 = process.hrtime.bigint();
           const reply = await bounded(k.roundTrip({ ping: i }), `${name}: reply ${i}`);
           rtt[name].push(Number(process.hrtime.bigint() - t0) / 1000);
           if (reply.pong !== i) throw new Error(`${name}: reply ${JSON.stringify(reply)} to ping ${i}`);
         }
+        const u = process.cpuUsage(u0);
+        cpu[name].push((u.user + u.system) / (rtt[name].length - before));
       }
     }
     for (const name of names) await kids[name].close();
@@ -272,6 +281,7 @@ async function ipcScenario(opts, script) {
     medianMicros: fix(rtt, median),
     p99Micros: fix(rtt, (v) => quantile(v, 0.99)),
     maxMicros: fix(rtt, (v) => Math.max(...v)),
+    parentCpuMicrosPerRoundTrip: fix(cpu, median),
     firstOnReadyChannelMicros: fix(firstMicros, (v) => v),
   };
   result.speedupVsChildProcess = ratiosTo(result.medianMicros, FORK_PEER);
@@ -436,10 +446,12 @@ function printFork(result) {
   console.log('');
   console.log(`IPC round trip: send a message, await the reply, over an established channel, x ${p.roundTrips} each`);
   console.log('');
-  console.log('  contender                    median µs   p99 µs   max µs   1st once ready µs');
+  console.log('  contender                    median µs   p99 µs   max µs   parent CPU µs*  1st once ready µs');
   for (const name of Object.keys(p.medianMicros)) {
-    console.log(`  ${name.padEnd(27)}${String(p.medianMicros[name]).padStart(11)}${String(p.p99Micros[name]).padStart(9)}${String(p.maxMicros[name]).padStart(9)}${String(p.firstOnReadyChannelMicros[name]).padStart(20)}`);
+    console.log(`  ${name.padEnd(27)}${String(p.medianMicros[name]).padStart(11)}${String(p.p99Micros[name]).padStart(9)}${String(p.maxMicros[name]).padStart(9)}${String(p.parentCpuMicrosPerRoundTrip[name]).padStart(16)}${String(p.firstOnReadyChannelMicros[name]).padStart(20)}`);
   }
+  console.log('');
+  console.log('  * the whole parent process\'s CPU time (user + system) per round trip, mean of a block, median of the blocks');
   console.log('');
   for (const [name, x] of Object.entries(p.speedupVsChildProcess)) console.log(`  ${name} is ${x.toFixed(2)}x as fast as ${FORK_PEER} (per round trip)`);
 }
