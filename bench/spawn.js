@@ -13,7 +13,7 @@
 // Every run also writes its figures to bench/results/<time>.json.
 //
 //   npm run bench                      2000 spawns, 40 forks, 2000 round trips per contender
-//   npm run bench -- --quick           300 spawns, 10 forks, 500 round trips (a few seconds)
+//   npm run bench -- --quick           200 spawns, 10 forks, 500 round trips (a few seconds)
 //   node bench/spawn.js -n 500 --heap-mib 1024 --json
 //   node bench/spawn.js --only fork --forks 20 --pings 5000
 //
@@ -48,7 +48,7 @@ function parseArgs(argv) {
     else usage();
   }
   const defaults = quick
-    ? { n: 300, rounds: 4, forks: 10, pings: 500 }
+    ? { n: 200, rounds: 4, forks: 10, pings: 500 }
     : { n: 2000, rounds: 4, forks: 40, pings: 2000 };
   const opts = { ...defaults, heapMiB: 0, json: false, only: null, quick, ...given };
   if (opts.only !== null && opts.only !== 'spawn' && opts.only !== 'fork') usage();
