@@ -157,6 +157,9 @@ class ChannelSocket {
         return;
       }
       this.onData(this.#scratch.subarray(0, n), fds);
+      // A short read emptied the socket (as libuv assumes): no recvmsg just
+      // to hear EAGAIN; the level-triggered poll calls again if more came.
+      if (n < READ_SIZE) return;
     }
   }
 
