@@ -50,6 +50,7 @@
         "native/addon/helper_client.cc",
         "native/addon/fds.cc",
         "native/addon/sync.cc",
+        "native/addon/channel.cc",
         "native/child.c",
         "native/spawn_vfork.c",
         "native/reap.c",

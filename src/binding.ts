@@ -89,6 +89,16 @@ export interface NativeBinding {
   killPidfd(pidfd: number, signal: number): number;
   killPid(pid: number, signal: number): number;
 
+  // ---- the drop-in's IPC channel (native/addon/channel.cc)
+  /** The watch owns fd from now on (also when this fails: -errno); polls readable; onEvent(1 readable | 2 writable). */
+  channelWatch(fd: number, onEvent: (events: number) => void): NativeWatch | number;
+  /** What to poll for from now on (1 readable | 2 writable; 0 none). 0 or -errno. */
+  channelPoll(watch: NativeWatch, events: number): number;
+  /** recvmsg: bytes, 0 at EOF, -errno (-EAGAIN); fds = [count (-1: dropped by the kernel), fd...] that came with them. */
+  channelRecv(fd: number, buf: Buffer, fds: Int32Array): number;
+  /** sendmsg of buf[offset, offset + length) with passFd (>= 0) attached: bytes sent or -errno (-EAGAIN: full). */
+  channelSend(fd: number, buf: Buffer, offset: number, length: number, passFd: number): number;
+
   // ---- the environment (native/addon/env.cc)
   /** Reports err as an uncaught exception now, in the current async context. */
   fatalException(err: unknown): void;

@@ -6,8 +6,8 @@
  *   import { spawn, execFile, exec, spawnSync, execFileSync, execSync } from 'clonefd/child_process';
  *
  * Same signatures, options, callbacks, promisified forms and errors as
- * Node's. Not supported: IPC ('ipc' in stdio, fork()), which throw
- * ERR_CLONEFD_IPC_UNSUPPORTED.
+ * Node's, fork() and IPC included (Node's own protocol, so the children
+ * are ordinary Node programs).
  *
  * This file is the public façade; the implementation follows Node's own
  * seams in src/compat/: args.ts (argument rules), child.ts (ChildProcess,
@@ -29,8 +29,7 @@ import type { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { ClonefdInfo } from './info';
 import type { Engine } from './options';
-import { ipcUnsupported } from './compat/args';
-import { ChildProcess as ChildProcessImpl, spawn as spawnImpl } from './compat/child';
+import { ChildProcess as ChildProcessImpl, fork as forkImpl, spawn as spawnImpl } from './compat/child';
 import { exec as execImpl, execFile as execFileImpl } from './compat/exec';
 import { execFileSync as execFileSyncImpl, execSync as execSyncImpl, spawnSync as spawnSyncImpl } from './compat/sync';
 
@@ -41,7 +40,6 @@ export type {
   CommonSpawnOptions,
   ExecException,
   ExecFileException,
-  ForkOptions,
   IOType,
   MessageOptions,
   MessagingOptions,
@@ -78,11 +76,10 @@ export interface ClonefdChildProcessExtras {
  * `fd`, `exited` or `info`.
  *
  * IPC: `send()`, `disconnect()` and `channel` are declared because Node's
- * type declares them on every ChildProcess, although Node itself only
- * defines them on children with an IPC channel; a clonefd child never has
- * one (yet), so at runtime `send` and `disconnect` are `undefined` and
- * `channel` is absent, exactly as on a Node child spawned without 'ipc' in
- * `stdio`, and `connected` is `false`.
+ * type declares them on every ChildProcess, although they only exist on
+ * children with an IPC channel (fork(), or 'ipc' in `stdio`), as in Node:
+ * on any other child `send` and `disconnect` are `undefined`, `channel` is
+ * absent and `connected` is `false`.
  */
 export interface ChildProcess extends cp.ChildProcess, ClonefdChildProcessExtras {}
 /** Node's `ChildProcessWithoutNullStreams` plus the clonefd extras: what `spawn()` returns with all of fds 0-2 piped. */
@@ -253,13 +250,12 @@ export interface ExecFileSync {
   (file: string, args?: readonly string[], options?: ExecFileSyncOptions): string | OutputBuffer;
 }
 
-/**
- * `child_process.fork()`'s signature; it always throws
- * ERR_CLONEFD_IPC_UNSUPPORTED (a forked child needs IPC), hence `never`.
- */
+export interface ForkOptions extends cp.ForkOptions, ClonefdExtraOptions {}
+
+/** `child_process.fork()`'s signature (Node's), returning clonefd's ChildProcess. */
 export interface Fork {
-  (modulePath: string | URL, options?: cp.ForkOptions): never;
-  (modulePath: string | URL, args?: readonly string[], options?: cp.ForkOptions): never;
+  (modulePath: string | URL, options?: ForkOptions): ChildProcess;
+  (modulePath: string | URL, args?: readonly string[], options?: ForkOptions): ChildProcess;
 }
 
 /** `child_process.spawn(command, args?, options?)`. */
@@ -275,10 +271,8 @@ export const execSync = execSyncImpl as unknown as ExecSync;
 /** `child_process.execFileSync(file, args?, options?)`. */
 export const execFileSync = execFileSyncImpl as unknown as ExecFileSync;
 
-/** `child_process.fork()`: not available (no IPC); throws ERR_CLONEFD_IPC_UNSUPPORTED. */
-export const fork = function fork(): never {
-  throw ipcUnsupported('fork()');
-} as Fork;
+/** `child_process.fork(modulePath, args?, options?)`: a Node child with Node's IPC channel (`send()`, `'message'`). */
+export const fork = forkImpl as unknown as Fork;
 
 /** clonefd's loose internal types, kept for code that used them. */
 export type { ExecCallback, ExecError } from './compat/exec';

@@ -56,8 +56,16 @@ export interface ClonefdOptions<S extends StdioOption | undefined = StdioOption 
   flags?: number | undefined;
 }
 
+/**
+ * @internal The drop-in's 'ipc' entry (src/compat/args.ts): a socketpair
+ * like 'pipe', whose parent end becomes the IPC channel (src/compat/ipc.ts)
+ * instead of a stream. The core's own API has no IPC.
+ */
+export const IPC_STDIO: object = Object.freeze({ ipc: true });
+
 export type StdioPlan =
   | { type: 'pipe' }
+  | { type: 'ipc' }
   | { type: 'ignore' }
   | { type: 'fd'; fd: number; /** The stream the fd came from (the parent stops reading it: detachStdioStreams). */ stream?: object };
 
@@ -128,7 +136,8 @@ function normalizeStdio(stdio: unknown, defaultName: StdioName): StdioPlan[] {
     if (entry === undefined || entry === null) return { type: 'ignore' };
     if (entry === 'ignore') return { type: 'ignore' };
     if (entry === 'inherit') return { type: 'fd', fd: i };
-    if (entry === 'ipc') throw invalidArgValue(name, entry, "is not supported: clonefd children have no IPC channel ('ipc' and fork() need node:child_process)");
+    if (entry === IPC_STDIO) return { type: 'ipc' };
+    if (entry === 'ipc') throw invalidArgValue(name, entry, "is not an option of clonefd's spawn(): IPC is clonefd/child_process's (fork(), or 'ipc' in its spawn()'s stdio)");
     if (typeof entry === 'number') {
       if (!Number.isInteger(entry) || entry < 0 || entry > INT32_MAX) throw outOfRange(name, `>= 0 && <= ${INT32_MAX}`, entry);
       return { type: 'fd', fd: entry };

@@ -20,6 +20,15 @@ import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
  */
 export const onSettled = Symbol('clonefd.onSettled');
 
+/**
+ * @internal The drop-in takes the parent's end of an 'ipc' slot here (once;
+ * -1 when there is none) to make it the IPC channel.
+ */
+export const takeChannelFd = Symbol('clonefd.takeChannelFd');
+
+/** @internal The drop-in's IPC channel still has messages to deliver: the exit waits for them as for pipes (ExitSink). */
+export const channelInUse = Symbol('clonefd.channelInUse');
+
 /** Marks a stream handed to a child as its stdio: the child reads it now, not us (Node's kIsUsedAsStdio). */
 const usedAsStdio = Symbol('clonefd.usedAsStdio');
 
@@ -103,6 +112,9 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   #reject!: (err: Error) => void;
   /** @internal See onSettled. */
   [onSettled]?: (info: ClonefdInfo) => void;
+  /** @internal See channelInUse. */
+  [channelInUse]?: () => boolean;
+  #channelFd = -1;
 
   /** @internal Use `spawn()` or `clonefd()`. */
   constructor(params: CreateParams) {
@@ -139,6 +151,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
         // Node's shape: only `readable` is chosen (stdin not, the others
         // yes); the sockets stay writable, as child_process's do.
         streams.push(plan.type === 'pipe' ? adoptSocket(parentEnds[i], i > 0) : null);
+        if (plan.type === 'ipc') this.#channelFd = parentEnds[i];
       }
       this.stdio = streams;
       if (params.flags !== undefined) {
@@ -154,6 +167,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       // The child exists but its handle cannot be completed: it must not
       // outlive this failed spawn. The engine still reaps it.
       child.kill(SIGKILL);
+      this.#channelFd = -1;
       for (const [i, end] of parentEnds.entries()) {
         const stream = streams[i];
         if (stream) stream.destroy();
@@ -297,8 +311,16 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#child.userFdsClosed();
   }
 
+  /** @internal See takeChannelFd. */
+  [takeChannelFd](): number {
+    const fd = this.#channelFd;
+    this.#channelFd = -1;
+    return fd;
+  }
+
   /** Output still to read here, or input still being written (ExitSink). */
   #pipesInUse(): boolean {
+    if (this[channelInUse]?.()) return true;
     return this.stdio.some((s, i) => {
       if (s === null) return false;
       if (i === 0) return !s.destroyed && s.writableLength > 0;
@@ -410,7 +432,7 @@ function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] }
   const parentEnds: number[] = new Array(req.stdio.length).fill(-1);
   try {
     req.stdio.forEach((plan, i) => {
-      if (plan.type === 'pipe') {
+      if (plan.type === 'pipe' || plan.type === 'ipc') {
         const pair = binding.socketPair();
         if (typeof pair === 'number') throw new SystemError(-pair, 'socketpair');
         parentEnds[i] = pair[0];
@@ -428,7 +450,7 @@ function openStdio(req: SpawnRequest): { fds: Int32Array; parentEnds: number[] }
 
 function closeChildEnds(req: SpawnRequest, fds: Int32Array): void {
   req.stdio.forEach((plan, i) => {
-    if (plan.type === 'pipe' && fds[i] >= 0) binding.closeFd(fds[i]);
+    if ((plan.type === 'pipe' || plan.type === 'ipc') && fds[i] >= 0) binding.closeFd(fds[i]);
   });
 }
 

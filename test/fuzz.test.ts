@@ -1164,8 +1164,6 @@ describe(`bad input fuzz (seed ${SEED}, ${RUNS} runs per property)`, () => {
           const ours = await withDeadline(diffOutcome('clonefd', c), CASE_MS * 2, 'drop-in case');
           await expectClean('drop-in case');
           if (ours.errors.length) throw new Error(ours.errors.join('\n'));
-          // Documented (README): 'ipc' in stdio is ERR_CLONEFD_IPC_UNSUPPORTED, where Node opens a channel.
-          if (ours.outcome === 'throw ERR_CLONEFD_IPC_UNSUPPORTED' && c.fault.field === 'stdio' && JSON.stringify(c.fault.value ?? null).includes('"ipc"')) return;
           // Where Node itself throws an uncoded error (a TypeError from its own
           // code, e.g. a BigInt compared with a number) there is no code to
           // copy: the drop-in must throw too, with a code of its own.

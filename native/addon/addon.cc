@@ -54,6 +54,11 @@ const Export kExports[] = {
     {"fatalException", FatalException},
     // spawnSync (sync.cc)
     {"drainSync", DrainSync},
+    // the drop-in's IPC channel (channel.cc)
+    {"channelWatch", ChannelWatch},
+    {"channelPoll", ChannelPoll},
+    {"channelRecv", ChannelRecv},
+    {"channelSend", ChannelSend},
 };
 
 struct Constant {

@@ -198,6 +198,12 @@ napi_value FatalException(napi_env, napi_callback_info);
 // sync.cc
 napi_value DrainSync(napi_env, napi_callback_info);
 
+// channel.cc
+napi_value ChannelWatch(napi_env, napi_callback_info);
+napi_value ChannelPoll(napi_env, napi_callback_info);
+napi_value ChannelRecv(napi_env, napi_callback_info);
+napi_value ChannelSend(napi_env, napi_callback_info);
+
 }  // namespace clonefd
 
 #endif

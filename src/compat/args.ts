@@ -4,7 +4,7 @@
 // rule here (lib/child_process.js).
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import { ownProps, type Engine, type StdioEntry, type StdioName } from '../options';
+import { IPC_STDIO, ownProps, type Engine, type StdioEntry, type StdioName } from '../options';
 import { codedError, invalidArgType, invalidArgValue, outOfRange, SystemError } from '../errors';
 import { EINVAL } from '../errno';
 import { convertToValidSignal } from '../signals';
@@ -44,9 +44,6 @@ export interface SpawnSyncOptions extends ExecFileOptions {
 /** Node's default maxBuffer for exec/execFile and the sync forms. */
 export const MAX_BUFFER = 1024 * 1024;
 
-export function ipcUnsupported(what: string): Error {
-  return codedError(Error, 'ERR_CLONEFD_IPC_UNSUPPORTED', `${what} is not supported by clonefd/child_process: its children have no IPC channel. Use node:child_process for that.`);
-}
 
 /** Node's error for a string or buffer in an asynchronous spawn's stdio array. */
 function syncForkInput(value: unknown): TypeError {
@@ -225,7 +222,7 @@ export function validStdio(stdio: unknown, sync: boolean, inputs?: boolean[]): S
       if (sync) throw codedError(Error, 'ERR_IPC_SYNC_FORK', 'IPC cannot be used with synchronous forks');
       if (ipc) throw codedError(Error, 'ERR_IPC_ONE_PIPE', 'Child process can have only one IPC pipe');
       ipc = true;
-      out.push('ipc' as StdioEntry);
+      out.push(IPC_STDIO as StdioEntry);
     } else if (entry === 'inherit') out.push(i);
     else if (typeof entry === 'number' || typeof (entry as { fd?: unknown }).fd === 'number') {
       const raw = typeof entry === 'number' ? entry : (entry as { fd: number }).fd;
@@ -244,7 +241,6 @@ export function validStdio(stdio: unknown, sync: boolean, inputs?: boolean[]): S
       throw invalidArgValue('stdio', entry);
     }
   }
-  if (ipc) throw ipcUnsupported("'ipc' in stdio");
   return out;
 }
 
@@ -270,10 +266,14 @@ const INVALID_FD = Object.freeze({ fd: -1 }) as unknown as StdioEntry;
  */
 export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntry[] | undefined, mode: 'async' | 'sync' = 'async') {
   const n = (opts as Record<symbol, NormalizedSpawn | undefined>)[kNormalized];
+  let env: NodeJS.ProcessEnv | undefined = opts.env ?? undefined;
+  let serialization: 'json' | 'advanced' = 'json';
+  let ipcFd = -1;
   if (mode === 'async') {
     stdio = opts.stdio = validStdio(opts.stdio, false);
-    const ser = opts.serialization;
-    if (ser !== undefined && ser !== 'json' && ser !== 'advanced') throw invalidArgValue('options.serialization', ser, "must be one of: undefined, 'json', 'advanced'");
+    serialization = validSerialization(opts.serialization);
+    ipcFd = stdio.indexOf(IPC_STDIO as StdioEntry);
+    if (ipcFd >= 0) env = ipcEnv(env ?? process.env, ipcFd, serialization);
   }
   if (n) {
     for (let i = 0; i < n.args.length; i++) n.args[i] = `${n.args[i] as unknown as string}`;
@@ -302,7 +302,7 @@ export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntr
   const id = (v: number | null | undefined) => (typeof v === 'number' ? v >>> 0 : undefined);
   return {
     cwd,
-    env: opts.env ?? undefined,
+    env,
     argv0: n ? n.spawnargs[0] : opts.argv0 ?? undefined,
     stdio,
     detached: !!opts.detached,
@@ -313,6 +313,23 @@ export function coreOptions(opts: SpawnSyncOptions, stdio: StdioName | StdioEntr
   };
 }
 export type CoreOptions = ReturnType<typeof coreOptions>;
+
+/** Node's check of `serialization` (validateOneOf), and its default. */
+function validSerialization(ser: unknown): 'json' | 'advanced' {
+  if (ser !== undefined && ser !== 'json' && ser !== 'advanced') throw invalidArgValue('options.serialization', ser, "must be one of: undefined, 'json', 'advanced'");
+  return ser ?? 'json';
+}
+
+/** The IPC slot of a validated stdio list, and how its messages are framed: what the ChildProcess needs to set the channel up. */
+export function ipcSlot(stdio: unknown, serialization: unknown): { fd: number; serialization: 'json' | 'advanced' } | null {
+  const fd = Array.isArray(stdio) ? stdio.indexOf(IPC_STDIO) : -1;
+  return fd < 0 ? null : { fd, serialization: validSerialization(serialization) };
+}
+
+/** What a Node child reads at startup to find its channel (Node appends the same two pairs). */
+function ipcEnv(env: NodeJS.ProcessEnv | Record<string, string>, fd: number, serialization: string): Record<string, string | undefined> {
+  return { ...env, NODE_CHANNEL_FD: String(fd), NODE_CHANNEL_SERIALIZATION_MODE: serialization };
+}
 
 /** Node's validateTimeout (lib/child_process.js). */
 export function validateTimeout(timeout: unknown): void {
@@ -381,8 +398,9 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
   validateObject(options, 'options');
   const o = options as Record<string, unknown>;
   const stdio = (o.stdio = validStdio(o.stdio, false));
-  const ser = o.serialization;
-  if (ser !== undefined && ser !== 'json' && ser !== 'advanced') throw invalidArgValue('options.serialization', ser, "must be one of: undefined, 'json', 'advanced'");
+  const serialization = validSerialization(o.serialization);
+  // Node's order: the channel's env pairs are appended (envPairs checked) before the file is.
+  if (stdio.includes(IPC_STDIO as StdioEntry) && o.envPairs !== undefined && !Array.isArray(o.envPairs)) throw invalidArgType('options.envPairs', 'Array', o.envPairs);
   validateString(o.file, 'options.file');
   let spawnargs: unknown[] = [];
   if (o.args !== undefined) {
@@ -402,6 +420,9 @@ export function rawSpawnOptions(options: unknown): { file: string; args: string[
       if (eq > 0) env[s.slice(0, eq)] = s.slice(eq + 1);
     }
   }
+  const ipcFd = stdio.indexOf(IPC_STDIO as StdioEntry);
+  // As Node: the channel's two pairs are appended to envPairs, an empty list when none was given.
+  if (ipcFd >= 0) env = ipcEnv(env ?? {}, ipcFd, serialization) as Record<string, string>;
   let cwd: string | undefined;
   if (typeof o.cwd === 'string' && o.cwd.length > 0) cwd = o.cwd;
   const id = (v: unknown) => (isInt32(v) ? v >>> 0 : undefined);

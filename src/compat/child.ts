@@ -7,13 +7,16 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { binding } from '../binding';
 import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
-import { AbortError, codedError, SystemError } from '../errors';
+import { AbortError, codedError, invalidArgType, invalidArgValue, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
-import { adoptSocket, detachStdioStreams, flushStdio, onSettled } from '../subprocess';
+import { adoptSocket, channelInUse, detachStdioStreams, flushStdio, onSettled, takeChannelFd } from '../subprocess';
 import { expandStdio, isPipeEntry, searchPath, type StdioPlan } from '../options';
 import { convertToValidSignal, DEFAULT_KILL_SIGNAL, signalName } from '../signals';
-import { coreOptions, normalizeSpawnArguments, rawSpawnOptions, sanitizeKillSignal, validateAbortSignal, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
+import { coreOptions, ipcSlot, normalizeSpawnArguments, rawSpawnOptions, sanitizeKillSignal, validateAbortSignal, validateArgumentNullCheck, validateObject, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
+import { channelInUse as ipcInUse, setupChannel, type IpcTarget, type Serialization } from './ipc';
+
+type IpcSlot = { fd: number; serialization: Serialization } | null;
 
 type Signal = NodeJS.Signals | number;
 
@@ -114,7 +117,7 @@ export class ChildProcess extends EventEmitter {
   }
 
   /** @internal */
-  _attach(sub: Subprocess): void {
+  _attach(sub: Subprocess, ipc: IpcSlot): void {
     this.#spawnCalled = true;
     this.#sub = sub;
     this.pid = sub.pid;
@@ -129,11 +132,22 @@ export class ChildProcess extends EventEmitter {
       this.#rejectExited(err);
       this.emit('error', err);
     });
+    if (ipc) {
+      this.#setupChannel(sub[takeChannelFd](), ipc.serialization);
+      // Messages the child sent before it exited come before 'exit'.
+      sub[channelInUse] = () => ipcInUse(this as unknown as IpcTarget);
+    }
     process.nextTick(() => this.emit('spawn'));
   }
 
+  /** Node's send()/'message'/disconnect() over the parent's end of the 'ipc' slot; the channel's end counts towards 'close'. */
+  #setupChannel(fd: number, serialization: Serialization): void {
+    this.#closesNeeded++;
+    setupChannel(this as unknown as IpcTarget, fd, serialization, () => this.#maybeClose());
+  }
+
   /** @internal A spawn that failed the way Node reports by an event. */
-  _fail(err: SystemError, stdio: unknown, streams: readonly StdioPlan[]): void {
+  _fail(err: SystemError, stdio: unknown, streams: readonly StdioPlan[], ipc: IpcSlot): void {
     this.#spawnCalled = true;
     // As Node: the 'pipe' slots still get sockets (whose other end is
     // closed, so they end at once); no 'spawn'; a tick later exitCode is
@@ -150,6 +164,15 @@ export class ChildProcess extends EventEmitter {
     this.stdout = (this.stdio[1] as Readable | null) ?? null;
     this.stderr = (this.stdio[2] as Readable | null) ?? null;
     this.#watchClose(this.stdio);
+    // As Node: the channel too is set up, with nobody at its other end (it
+    // ends at once: 'disconnect').
+    if (ipc) {
+      const pair = binding.socketPair();
+      if (typeof pair !== 'number') {
+        binding.closeFd(pair[1]);
+        this.#setupChannel(pair[0], ipc.serialization);
+      }
+    }
     // As Node: streams given as stdio stop being read even by a failed spawn.
     detachStdioStreams(streams);
     this.#rejectExited(err);
@@ -236,13 +259,14 @@ export class ChildProcess extends EventEmitter {
     this.#spawnCalled = true;
     this.spawnfile = raw.file;
     this.spawnargs = raw.spawnargs as string[];
+    const ipc = ipcSlot(raw.core.stdio, (options as { serialization?: unknown }).serialization);
     try {
-      this._attach(start(raw.file, raw.args, raw.core, false));
+      this._attach(start(raw.file, raw.args, raw.core, false), ipc);
       return 0;
     } catch (err) {
       const e = err as SystemError;
       if (!(e instanceof SystemError) || !ASYNC_SPAWN_ERRORS.has(e.code)) throw err;
-      this._fail(spawnFailure(e, 'spawn', raw.file, raw.spawnargs as string[]), raw.core.stdio, streamPlans(raw.core.stdio));
+      this._fail(spawnFailure(e, 'spawn', raw.file, raw.spawnargs as string[]), raw.core.stdio, streamPlans(raw.core.stdio), ipc);
       return e.errno;
     }
   }
@@ -266,17 +290,19 @@ export function spawn(file: string, args?: readonly string[] | SpawnOptions, opt
   child.spawnfile = n.file;
   child.spawnargs = n.spawnargs;
   let sub: Subprocess;
+  const core = coreOptions(opts, opts.stdio);
+  const ipc = ipcSlot(core.stdio, opts.serialization);
   try {
-    sub = start(n.file, n.args, coreOptions(opts, opts.stdio), false);
+    sub = start(n.file, n.args, core, false);
   } catch (err) {
     const e = err as SystemError;
     if (e instanceof SystemError && ASYNC_SPAWN_ERRORS.has(e.code)) {
-      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs), opts.stdio, streamPlans(opts.stdio));
+      child._fail(spawnFailure(e, 'spawn', n.file, n.spawnargs), opts.stdio, streamPlans(opts.stdio), ipc);
       return child;
     }
     throw err;
   }
-  child._attach(sub);
+  child._attach(sub, ipc);
   if (opts.timeout && opts.timeout > 0) {
     let timer: NodeJS.Timeout | undefined = setTimeout(() => {
       timer = undefined;
@@ -298,4 +324,73 @@ export function spawn(file: string, args?: readonly string[] | SpawnOptions, opt
     }
   }
   return child;
+}
+
+export interface ForkOptions extends SpawnOptions {
+  execPath?: string;
+  execArgv?: string[];
+  silent?: boolean;
+}
+
+/**
+ * `child_process.fork(modulePath, args?, options?)`, as Node's: a Node
+ * child (`execPath`, default this one) running modulePath with `execArgv`
+ * (default this process's, without an -e script), its IPC channel on the
+ * fd after stdio (inherited, or piped with `silent`), or where `stdio`
+ * puts 'ipc'.
+ */
+export function fork(modulePath: unknown, args?: unknown, options?: unknown): ChildProcess {
+  const path = validatedModulePath(modulePath);
+  if (args === undefined || args === null) args = [];
+  else if (typeof args === 'object' && !Array.isArray(args)) {
+    options = args;
+    args = [];
+  } else if (!Array.isArray(args)) throw invalidArgType('args', 'Array', args);
+  if (options !== undefined && options !== null) validateObject(options, 'options');
+  const opts = { ...(options as ForkOptions | undefined), shell: false } as ForkOptions & { __proto__?: null };
+  Object.setPrototypeOf(opts, null);
+  opts.execPath = opts.execPath || process.execPath;
+  validateArgumentNullCheck(opts.execPath, 'options.execPath');
+  let execArgv = opts.execArgv || process.execArgv;
+  for (let i = 0; i < execArgv.length; i++) validateArgumentNullCheck(execArgv[i], `options.execArgv[${i}]`);
+  const evalScript = (process as { _eval?: string | null })._eval;
+  if (execArgv === process.execArgv && evalScript != null) {
+    // Without the -e script: the child would run it again, and fork again.
+    const index = execArgv.lastIndexOf(evalScript);
+    if (index > 0) {
+      execArgv = execArgv.slice();
+      execArgv.splice(index - 1, 2);
+    }
+  }
+  const argv = [...execArgv, path, ...(args as string[])];
+  if (typeof opts.stdio === 'string') opts.stdio = [...stdioNames(opts.stdio), 'ipc'] as SpawnOptions['stdio'];
+  else if (!Array.isArray(opts.stdio)) opts.stdio = [...stdioNames(opts.silent ? 'pipe' : 'inherit'), 'ipc'] as SpawnOptions['stdio'];
+  else if (!opts.stdio.includes('ipc' as never)) {
+    throw codedError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED', "Forked processes must have an IPC channel, missing value 'ipc' in options.stdio");
+  }
+  return spawn(opts.execPath, argv, opts);
+}
+
+/** Node's stdioStringToArray: a stdio name for fds 0-2. */
+function stdioNames(stdio: string): unknown[] {
+  switch (stdio) {
+    case 'ignore':
+    case 'overlapped':
+    case 'pipe':
+      return [stdio, stdio, stdio];
+    case 'inherit':
+      return [0, 1, 2];
+    default:
+      throw invalidArgValue('stdio', stdio);
+  }
+}
+
+/** Node's getValidatedPath for fork's modulePath: a string, Buffer or file: URL, without NUL. */
+function validatedModulePath(value: unknown): string {
+  let path = value;
+  if (value instanceof URL) path = fileURLToPath(value);
+  if (path instanceof Uint8Array) path = Buffer.from(path).toString();
+  if (typeof path !== 'string') throw invalidArgType('modulePath', ['string', 'Buffer', 'URL'], value);
+  if (path.includes('\u0000')) throw invalidArgValue('modulePath', path, 'must be a string, Uint8Array, or URL without null bytes');
+  return path;
 }

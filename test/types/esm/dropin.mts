@@ -213,7 +213,6 @@ declare function typeOf<T>(value: T): { is<U>(this: void, ...check: Equal<T, U> 
   void [c1, c2, c3, c4];
   // The module as a whole stands in for Node's (this is what code that
   // takes `typeof import('node:child_process')` as a parameter needs),
-  // fork aside, whose return is `never` here.
   type Usable = Pick<typeof node, 'spawn' | 'exec' | 'execFile' | 'spawnSync' | 'execSync' | 'execFileSync' | 'fork'>;
   const m: Usable = ours;
   void m;
@@ -237,8 +236,15 @@ declare function typeOf<T>(value: T): { is<U>(this: void, ...check: Equal<T, U> 
   void back;
 }
 
-// ---- fork: typed as Node's, returns never (throws ERR_CLONEFD_IPC_UNSUPPORTED)
+// ---- fork: typed as Node's, returns clonefd's ChildProcess (so also Node's)
 {
-  const f: () => never = () => fork('./worker.js', ['a'], { silent: true });
-  void f;
+  const f = () => fork('./worker.js', ['a'], { silent: true, serialization: 'advanced', engine: 'direct' });
+  typeOf(f()).is<ours.ChildProcess>();
+  const asNode: node.ChildProcess = f();
+  const sent: boolean = asNode.send({ hello: 1 }, (err) => void err);
+  f().on('message', (m: node.Serializable) => void m);
+  f().channel?.unref();
+  void sent;
+  // @ts-expect-error -- fork takes a module path
+  fork(42);
 }
