@@ -152,9 +152,9 @@ function dropExtraClose(ours: Any, expected: Any): Any {
   for (const [k, v] of Object.entries(ours)) {
     const e = (expected as Any)[k];
     if (k === 'events' && Array.isArray(v) && Array.isArray(e)) {
-      const last = v[v.length - 1];
-      const nodeHasClose = e.some((x: Any) => x[0] === 'close');
-      out[k] = !nodeHasClose && Array.isArray(last) && last[0] === 'close' ? v.slice(0, -1) : v;
+      // Events are ['close', code, signal] or, folded, 'close'.
+      const isClose = (x: Any) => x === 'close' || (Array.isArray(x) && x[0] === 'close');
+      out[k] = !e.some(isClose) && v.length > 0 && isClose(v[v.length - 1]) ? v.slice(0, -1) : v;
     } else {
       out[k] = dropExtraClose(v, e);
     }
