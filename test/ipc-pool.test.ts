@@ -1,0 +1,221 @@
+// A worker pool over fork() and IPC, as applications build them: N forked
+// workers, requests distributed round-robin with a bounded window, each
+// answered by id; workers SIGKILLed mid-flight at seeded random points and
+// replaced at once, the requests they still held retried on the
+// replacement once the dead worker's 'close' says nothing more can come
+// from it. Asserted: every id answered exactly once and correctly, no reply
+// after a worker's 'exit' (every message a worker sent comes before it), no
+// reply from a worker for an id it did not hold, and, with all workers
+// gone, no fd and no zombie left in this process.
+//
+// Its own file: it counts /proc/self/fd, so nothing else may spawn in this
+// process meanwhile (vitest runs a file's tests one after the other).
+import * as node from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fdDiff, fdCount, openFds, sleep, waitFor, zombieChildren } from './helpers';
+
+type CP = typeof import('node:child_process');
+type ChildProcess = node.ChildProcess;
+
+const againstNode = process.env.CLONEFD_IPC_TEST_AGAINST === 'node';
+const ours = (againstNode ? node : await import('../src/child_process')) as unknown as CP;
+
+const WORKER = path.join(__dirname, 'fixtures', 'ipc', 'worker.js');
+const N = 4;
+const REQUESTS = 10_000;
+const WINDOW = 256; // requests in flight over the whole pool
+const SEED = 0xc10efd;
+
+/** mulberry32: a small seeded PRNG, so the kill points are the same every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Worker {
+  child: ChildProcess;
+  slot: number;
+  inflight: Set<number>;
+  dead: boolean;
+  exited: boolean;
+  closed: Promise<void>;
+  stderr: string[];
+}
+
+interface PoolResult {
+  answered: number;
+  duplicates: number[];
+  wrong: number[];
+  missing: number;
+  afterExit: number;
+  strangers: number;
+  kills: number;
+  retried: number;
+  forks: number;
+  stderrOfSurvivors: string;
+  exitsOfSurvivors: unknown[];
+}
+
+async function runPool(cp: CP): Promise<PoolResult> {
+  const random = prng(SEED);
+  const answers = new Uint8Array(REQUESTS);
+  const wrong: number[] = [];
+  const queue: number[] = []; // ids to (re)send, retries first
+  let nextId = 0;
+  let inflight = 0;
+  let answered = 0;
+  let afterExit = 0;
+  let strangers = 0;
+  let kills = 0;
+  let retried = 0;
+  let forks = 0;
+  let rr = 0;
+  let nextKillAt = 600 + Math.floor(random() * 1000);
+  const all: Worker[] = [];
+  const slots: Worker[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+
+  function start(slot: number): Worker {
+    const child = cp.fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    forks++;
+    const w: Worker = { child, slot, inflight: new Set(), dead: false, exited: false, closed: undefined as unknown as Promise<void>, stderr: [] };
+    // Every promise and listener before anything can fire.
+    w.closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => w.stderr.push(d));
+    child.on('exit', () => (w.exited = true));
+    child.on('error', () => {}); // a send to a worker just killed may fail: its requests are retried
+    child.on('message', (m: { id: number; y: number }) => {
+      if (w.exited) afterExit++;
+      if (!w.inflight.delete(m.id)) {
+        strangers++;
+        return;
+      }
+      inflight--;
+      if (m.y !== m.id * 2 + 1) wrong.push(m.id);
+      if (answers[m.id]++ === 0) answered++;
+      if (answered === REQUESTS) return done();
+      if (answered >= nextKillAt) {
+        nextKillAt = answered + 600 + Math.floor(random() * 1000);
+        kill(Math.floor(random() * N));
+      }
+      pump();
+    });
+    all.push(w);
+    slots[slot] = w;
+    return w;
+  }
+
+  function kill(slot: number): void {
+    const victim = slots[slot];
+    victim.dead = true;
+    victim.child.kill('SIGKILL');
+    kills++;
+    const replacement = start(slot);
+    // What the victim still held once it can say nothing more: retried on its replacement.
+    void victim.closed.then(() => {
+      for (const id of victim.inflight) {
+        retried++;
+        inflight--;
+        queue.unshift(id);
+      }
+      victim.inflight.clear();
+      void replacement;
+      pump();
+    });
+  }
+
+  function pump(): void {
+    while (inflight < WINDOW) {
+      let id: number;
+      if (queue.length > 0) id = queue.shift()!;
+      else if (nextId < REQUESTS) id = nextId++;
+      else return;
+      // Round-robin over the live workers.
+      let w: Worker | undefined;
+      for (let k = 0; k < N && !w; k++) {
+        const cand = slots[rr++ % N];
+        if (!cand.dead) w = cand;
+      }
+      if (!w) {
+        queue.unshift(id);
+        return;
+      }
+      w.inflight.add(id);
+      inflight++;
+      w.child.send({ id, x: id });
+    }
+  }
+
+  for (let i = 0; i < N; i++) start(i);
+  pump();
+  const timer = setTimeout(done, 15_000);
+  await finished;
+  clearTimeout(timer);
+  const survivors = slots.slice();
+  for (const w of survivors) if (w.child.connected) w.child.send({ op: 'stop' });
+  await Promise.race([Promise.all(all.map((w) => w.closed)), sleep(10_000)]);
+  for (const w of all) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
+  const duplicates: number[] = [];
+  let missing = 0;
+  for (let id = 0; id < REQUESTS; id++) {
+    if (answers[id] === 0) missing++;
+    if (answers[id] > 1) duplicates.push(id);
+  }
+  return {
+    answered,
+    duplicates,
+    wrong,
+    missing,
+    afterExit,
+    strangers,
+    kills,
+    retried,
+    forks,
+    stderrOfSurvivors: survivors.map((w) => w.stderr.join('')).join(''),
+    exitsOfSurvivors: survivors.map((w) => [w.child.exitCode, w.child.signalCode]),
+  };
+}
+
+function check(r: PoolResult): void {
+  expect(r).toMatchObject({ answered: REQUESTS, duplicates: [], wrong: [], missing: 0, afterExit: 0, strangers: 0, stderrOfSurvivors: '' });
+  expect(r.exitsOfSurvivors).toEqual(Array.from({ length: N }, () => [0, null]));
+  expect(r.kills).toBeGreaterThanOrEqual(5);
+  expect(r.retried, 'the kills came mid-flight: some requests had to be retried').toBeGreaterThan(0);
+  expect(r.forks).toBe(N + r.kills);
+}
+
+describe.sequential('a worker pool: 4 forked workers, 10,000 requests, workers SIGKILLed mid-flight and replaced', () => {
+  for (const [name, cp] of [['node:child_process (the harness itself)', node], ['clonefd/child_process', ours]] as const) {
+    it(
+      `${name}: every request answered exactly once, nothing after 'exit', no fd or zombie left`,
+      async () => {
+        // Warm-up: the first fork loads what stays (the addon, the helper and its socket; Node's signal pipe).
+        const w = cp.fork(WORKER, [], { stdio: 'ignore' });
+        const closed = new Promise((r) => w.on('close', r));
+        w.send({ op: 'stop' });
+        await closed;
+        await sleep(50);
+        globalThis.gc?.();
+        const before = openFds();
+        const baseline = fdCount();
+        const started = Date.now();
+        const r = await runPool(cp);
+        if (process.env.CLONEFD_IPC_POOL_STATS) console.log(name, JSON.stringify(r));
+        const clean = await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000);
+        check(r);
+        expect(zombieChildren()).toEqual([]);
+        expect(clean, fdDiff(before)).toBe(true);
+        expect(Date.now() - started).toBeLessThan(20_000);
+      },
+      60_000,
+    );
+  }
+});
