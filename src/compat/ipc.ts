@@ -502,8 +502,9 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
       });
     } catch (err) {
       // Not Node's protocol (a child that writes garbage to the fd): the
-      // channel is unusable from here. Reported, not thrown from the loop.
-      target.emit('error', err);
+      // channel is unusable from here. Reported, not thrown from the loop,
+      // after the messages before it (their events are a tick away).
+      process.nextTick(() => target.emit('error', err));
       socket.close();
       endOfChannel();
     }
