@@ -115,5 +115,19 @@ it('helper engine: a plain read(2) of fd gives the 24-byte record, then EOF', as
       expect(r.signal).toBeNull();
       expect(r.stdout).toBe('abc');
     });
+
+    it.each(['json', 'advanced'] as const)("fork() with %s serialization: a round trip with this Node's own child side of IPC, then the child's disconnect", async (serialization) => {
+      const child = cp!.fork('-e', [], {
+        // fork() runs execArgv then modulePath: '-e <script>' then '-e' would not parse, so the script is the module path's argument.
+        execArgv: ['--eval', "process.on('message', (m) => { process.send({ got: m, v: process.version }); process.disconnect(); })", '--'],
+        serialization,
+      });
+      const closed = new Promise<[number | null, string | null]>((resolve) => child.on('close', (code, signal) => resolve([code, signal])));
+      const reply = new Promise<unknown>((resolve) => child.once('message', resolve));
+      child.send({ n: 1, s: 'é' });
+      expect(await reply).toEqual({ got: { n: 1, s: 'é' }, v: process.version });
+      expect(await closed).toEqual([0, null]);
+      expect(child.connected).toBe(false);
+    });
   });
 });
