@@ -23,6 +23,7 @@ import { finished, Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withDeadline as deadline } from './helpers';
 
 type CP = typeof import('node:child_process');
 type Obs = unknown;
@@ -105,15 +106,7 @@ function argErrObs(e: unknown): Record<string, unknown> {
   return { class: errClass(e), name: e.name, code: (e as NodeJS.ErrnoException).code };
 }
 
-function withDeadline<T>(p: Promise<T>, ms = DEADLINE_MS): Promise<T | '<deadline>'> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<'<deadline>'>((r) => {
-      timer = setTimeout(() => r('<deadline>'), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
+const withDeadline = <T>(p: Promise<T>, ms = DEADLINE_MS) => deadline(p, ms);
 
 async function observe(cp: CP, scenario: (cp: CP) => unknown): Promise<Obs> {
   try {

@@ -169,3 +169,26 @@ export function useLeakCheck(warmUp: () => Promise<void> = async () => void (awa
   });
   return state;
 }
+
+/** mulberry32: a seed-fixed stream of numbers in [0, 1), so a test's random choices are the same every run. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** p, or '<deadline>' if it has not settled within ms (a hang shows as a value, not a test timeout). */
+export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | '<deadline>'> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<'<deadline>'>((r) => {
+      timer = setTimeout(() => r('<deadline>'), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

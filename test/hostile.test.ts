@@ -45,7 +45,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLD_EXITED, CLD_KILLED, spawn, type ClonefdInfo } from '../src/index';
-import { fdCount, liveChildren, sleep, useLeakCheck, waitFor, zombieChildren } from './helpers';
+import { fdCount, liveChildren, rng, sleep, useLeakCheck, waitFor, zombieChildren } from './helpers';
 
 const N = Math.max(10, Number(process.env.CLONEFD_HOSTILE_CHILDREN ?? 150) | 0);
 const SEED = Number(process.env.CLONEFD_HOSTILE_SEED ?? 0x5eed) >>> 0;
@@ -97,17 +97,6 @@ function buildHostile(): string {
 
 // ---- small tools ----------------------------------------------------------------
 
-/** mulberry32: a seed-fixed stream of numbers in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Blocks this thread (the event loop) for about `ms`, without burning a core. */
 const blockFor = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);

@@ -13,7 +13,7 @@
 import * as node from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fdDiff, fdCount, openFds, sleep, waitFor, zombieChildren } from './helpers';
+import { fdDiff, fdCount, openFds, rng, sleep, waitFor, zombieChildren } from './helpers';
 
 type CP = typeof import('node:child_process');
 type ChildProcess = node.ChildProcess;
@@ -27,17 +27,6 @@ const REQUESTS = 10_000;
 const WINDOW = 256; // requests in flight over the whole pool
 const SEED = 0xc10efd;
 
-/** mulberry32: a small seeded PRNG, so the kill points are the same every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Worker {
   child: ChildProcess;
@@ -67,7 +56,7 @@ interface PoolResult {
 }
 
 async function runPool(cp: CP): Promise<PoolResult> {
-  const random = prng(SEED);
+  const random = rng(SEED);
   const answers = new Uint8Array(REQUESTS);
   const wrong: number[] = [];
   const queue: number[] = []; // ids to (re)send, retries first

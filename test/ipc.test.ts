@@ -38,6 +38,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { withDeadline as deadline } from './helpers';
 
 type CP = typeof import('node:child_process');
 type ChildProcess = node.ChildProcess;
@@ -122,15 +123,7 @@ function attempt(f: () => unknown): Record<string, unknown> {
   }
 }
 
-function withDeadline<T>(p: Promise<T>, ms = DEADLINE_MS): Promise<T | '<deadline>'> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<'<deadline>'>((r) => {
-      timer = setTimeout(() => r('<deadline>'), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
+const withDeadline = <T>(p: Promise<T>, ms = DEADLINE_MS) => deadline(p, ms);
 
 async function observe(cp: CP, scenario: (cp: CP) => unknown): Promise<unknown> {
   try {

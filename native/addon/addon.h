@@ -93,6 +93,10 @@ Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb,
 // teardown, as a type-tagged External. nullptr when N-API fails: the watch
 // is then stopped (for kChild the caller still owns the pidfd).
 napi_value WatchHandle(napi_env env, Watch* w, napi_value callback);
+// A kFd watch of fd with cb, handed to JavaScript with callback: the watch
+// owns fd from now on (no longer a user fd), also when this fails (fd is
+// closed; the result is then libuv's negative code as a number).
+napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb);
 // The Watch behind a handle from WatchHandle, or nullptr.
 Watch* UnwrapWatch(napi_env env, napi_value v);
 // Stops polling and closes the uv handle (and, for kFd, the fd). Idempotent.

@@ -44,17 +44,9 @@ void OnChannelEvent(uv_poll_t* handle, int status, int events) {
 // onEvent gets UV_READABLE | UV_WRITABLE (2).
 napi_value ChannelWatch(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  EnvState* s = State(env);
   int fd = a.i32(0);
-  if (!a.ok() || s == nullptr) return nullptr;
-  ForgetUserFd(s, fd);
-  int err = 0;
-  Watch* w = StartWatch(s, WatchKind::kFd, fd, 0, OnChannelEvent, &err);
-  if (w == nullptr) {
-    close(fd);
-    return Number(env, err);
-  }
-  return WatchHandle(env, w, a.raw(1));
+  if (!a.ok()) return nullptr;
+  return WatchOwnedFd(env, fd, a.raw(1), OnChannelEvent);
 }
 
 // channelPoll(watch, events) → 0 | -errno: what to wait for from now on

@@ -146,6 +146,20 @@ Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb,
   return w;
 }
 
+napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb) {
+  EnvState* s = State(env);
+  if (s == nullptr) return nullptr;
+  // Not a user fd any more: a teardown would close it twice.
+  ForgetUserFd(s, fd);
+  int err = 0;
+  Watch* w = StartWatch(s, WatchKind::kFd, fd, 0, cb, &err);
+  if (w == nullptr) {
+    close(fd);
+    return Number(env, err);
+  }
+  return WatchHandle(env, w, callback);  // on failure the watch closed fd
+}
+
 napi_value WatchHandle(napi_env env, Watch* w, napi_value callback) {
   napi_value ext = nullptr;
   auto finalize = [](napi_env, void* data, void*) {

@@ -106,19 +106,9 @@ void OnFdReadable(uv_poll_t* handle, int status, int events) {
 // when this fails. onReadable() returns true while there may be more.
 napi_value WatchFd(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  EnvState* s = State(env);
   int fd = a.i32(0);
-  if (!a.ok() || s == nullptr) return nullptr;
-  // Not an owned fd any more: a teardown would close it twice.
-  ForgetUserFd(s, fd);
-  int err = 0;
-  Watch* w = StartWatch(s, WatchKind::kFd, fd, 0, OnFdReadable, &err);
-  if (w == nullptr) {
-    close(fd);
-    return Number(env, err);
-  }
-  napi_value handle = WatchHandle(env, w, a.raw(1));  // on failure the watch closed fd
-  return handle;
+  if (!a.ok()) return nullptr;
+  return WatchOwnedFd(env, fd, a.raw(1), OnFdReadable);
 }
 
 // unwatch(watch): stops watching and closes the fd. Idempotent.
