@@ -49,6 +49,7 @@ interface Worker {
   dead: boolean;
   exited: boolean;
   closed: Promise<void>;
+  isClosed: boolean;
   stderr: string[];
 }
 
@@ -64,6 +65,8 @@ interface PoolResult {
   forks: number;
   stderrOfSurvivors: string;
   exitsOfSurvivors: unknown[];
+  /** Workers whose 'close' never came (what each still had: a diagnosis if this ever fails). */
+  unclosed: unknown[];
 }
 
 async function runPool(cp: CP): Promise<PoolResult> {
@@ -89,9 +92,14 @@ async function runPool(cp: CP): Promise<PoolResult> {
   function start(slot: number): Worker {
     const child = cp.fork(WORKER, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     forks++;
-    const w: Worker = { child, slot, inflight: new Set(), dead: false, exited: false, closed: undefined as unknown as Promise<void>, stderr: [] };
+    const w: Worker = { child, slot, inflight: new Set(), dead: false, exited: false, closed: undefined as unknown as Promise<void>, isClosed: false, stderr: [] };
     // Every promise and listener before anything can fire.
-    w.closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    w.closed = new Promise<void>((resolve) =>
+      child.on('close', () => {
+        w.isClosed = true;
+        resolve();
+      }),
+    );
     child.stderr!.setEncoding('utf8').on('data', (d: string) => w.stderr.push(d));
     child.on('exit', () => (w.exited = true));
     child.on('error', () => {}); // a send to a worker just killed may fail: its requests are retried
@@ -165,6 +173,18 @@ async function runPool(cp: CP): Promise<PoolResult> {
   const survivors = slots.slice();
   for (const w of survivors) if (w.child.connected) w.child.send({ op: 'stop' });
   await Promise.race([Promise.all(all.map((w) => w.closed)), sleep(10_000)]);
+  const unclosed = all
+    .filter((w) => !w.isClosed)
+    .map((w) => ({
+      pid: w.child.pid,
+      dead: w.dead,
+      exited: w.exited,
+      exit: [w.child.exitCode, w.child.signalCode],
+      connected: w.child.connected,
+      channel: w.child.channel ? 'open' : null,
+      stderrClosed: w.child.stderr?.destroyed,
+      inflight: w.inflight.size,
+    }));
   for (const w of all) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
   const duplicates: number[] = [];
   let missing = 0;
@@ -184,11 +204,12 @@ async function runPool(cp: CP): Promise<PoolResult> {
     forks,
     stderrOfSurvivors: survivors.map((w) => w.stderr.join('')).join(''),
     exitsOfSurvivors: survivors.map((w) => [w.child.exitCode, w.child.signalCode]),
+    unclosed,
   };
 }
 
 function check(r: PoolResult): void {
-  expect(r).toMatchObject({ answered: REQUESTS, duplicates: [], wrong: [], missing: 0, afterExit: 0, strangers: 0, stderrOfSurvivors: '' });
+  expect(r).toMatchObject({ answered: REQUESTS, duplicates: [], wrong: [], missing: 0, afterExit: 0, strangers: 0, stderrOfSurvivors: '', unclosed: [] });
   expect(r.exitsOfSurvivors).toEqual(Array.from({ length: N }, () => [0, null]));
   expect(r.kills).toBeGreaterThanOrEqual(5);
   expect(r.retried, 'the kills came mid-flight: some requests had to be retried').toBeGreaterThan(0);

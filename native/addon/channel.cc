@@ -19,12 +19,15 @@ namespace {
 // The most fds one read hands over: Node sends one handle per message,
 // and one recvmsg never spans two messages that carry fds.
 constexpr int kMaxRecvFds = 8;
+// Beside UV_READABLE (1) and UV_WRITABLE (2): the poll failed (src/compat/ipc.ts CHANNEL_ERROR).
+constexpr int kChannelError = 8;
 
 void OnChannelEvent(uv_poll_t* handle, int status, int events) {
   Watch* w = static_cast<Watch*>(handle->data);
-  // A poll error (the peer vanished with data unsent...) is reported as
-  // readable: the next recvmsg returns the error itself.
-  int ev = status < 0 ? UV_READABLE : events;
+  // A poll error (the peer closed with our data unread: ECONNRESET): libuv
+  // has stopped this poll. Reported as such (kChannelError); JavaScript's
+  // next sendmsg/recvmsg says which error it was.
+  int ev = status < 0 ? (UV_READABLE | UV_WRITABLE | kChannelError) : events;
   napi_handle_scope scope;
   if (w->callback == nullptr || napi_open_handle_scope(w->state->env, &scope) != napi_ok) return;
   napi_value arg = Number(w->state->env, ev);

@@ -14,9 +14,10 @@ import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
+import { deprecate } from 'node:util';
 import v8 from 'node:v8';
 import { binding, type NativeWatch } from '../binding';
-import { EAGAIN, ECANCELED } from '../errno';
+import { EAGAIN, ECANCELED, EPIPE } from '../errno';
 import { codedError, invalidArgType, SystemError } from '../errors';
 import { validateObject } from './args';
 
@@ -24,6 +25,8 @@ export type Serialization = 'json' | 'advanced';
 
 const UV_READABLE = 1;
 const UV_WRITABLE = 2;
+/** channel.cc's report of a poll error: libuv has stopped polling the fd. */
+const CHANNEL_ERROR = 8;
 /** Bytes per recvmsg, as libuv's read size for a pipe. */
 const READ_SIZE = 64 * 1024;
 /** Reads per wake-up: a busy child cannot hold this loop for long (the poll is level-triggered). */
@@ -52,6 +55,10 @@ class ChannelSocket {
   #queue: QueuedWrite[] = [];
   #reading = true;
   #closing = false;
+  /** The user's ref()/unref(); queued writes keep the loop alive whatever it says, as libuv's write requests do. */
+  #userRef = true;
+  /** The poll failed (libuv stopped it): nothing more can be polled. */
+  #broken = false;
   readonly #scratch = Buffer.allocUnsafe(READ_SIZE);
   readonly #fdsOut = new Int32Array(9);
 
@@ -82,7 +89,12 @@ class ChannelSocket {
   }
 
   ref(on: boolean): void {
-    if (this.#watch !== null && !this.#closing) binding.ref(this.#watch, on);
+    this.#userRef = on;
+    this.#applyRef();
+  }
+
+  #applyRef(): void {
+    if (this.#watch !== null) binding.ref(this.#watch, !this.#closing && (this.#userRef || this.#queue.length > 0));
   }
 
   /**
@@ -94,24 +106,28 @@ class ChannelSocket {
     if (this.#watch === null || this.#closing) return;
     this.#closing = true;
     this.#reading = false;
-    if (this.#queue.length === 0) return this.#release(0);
-    binding.ref(this.#watch, false);
+    if (this.#queue.length === 0 || this.#broken) return this.#release(0);
+    this.#applyRef();
     this.#poll();
   }
 
   #enqueue(w: QueuedWrite): void {
     this.#queue.push(w);
     this.writeQueueSize += w.data.length - w.offset;
-    if (this.#queue.length === 1) this.#poll();
+    if (this.#queue.length === 1) {
+      this.#applyRef();
+      this.#poll();
+    }
   }
 
   #poll(): void {
-    if (this.#watch === null) return;
+    if (this.#watch === null || this.#broken) return;
     const events = (this.#reading ? UV_READABLE : 0) | (this.#queue.length > 0 ? UV_WRITABLE : 0);
     binding.channelPoll(this.#watch, events);
   }
 
   #onEvent(events: number): void {
+    if (events & CHANNEL_ERROR) return this.#onPollError();
     if (events & UV_WRITABLE) this.#flush();
     if (events & UV_READABLE && this.#reading) this.#read();
   }
@@ -130,7 +146,25 @@ class ChannelSocket {
       w.done(0);
     }
     if (this.#closing) return this.#release(0);
+    this.#applyRef();
     this.#poll();
+  }
+
+  /**
+   * The peer is gone with an error pending (ECONNRESET: it closed with our
+   * data unread). The calls themselves say which error: queued writes fail
+   * with it, reading ends; an end that waited for a drain comes now.
+   */
+  #onPollError(): void {
+    this.#broken = true;
+    if (this.#queue.length > 0) this.#flush();
+    if (this.#queue.length > 0) this.#failWrites(-EPIPE);
+    if (this.#reading) this.#read();
+    if (this.#reading) {
+      this.#reading = false;
+      this.onEnd();
+    }
+    if (this.#closing) this.#release(0);
   }
 
   #failWrites(errno: number): void {
@@ -139,7 +173,10 @@ class ChannelSocket {
     this.writeQueueSize = 0;
     for (const w of queue) w.done(errno);
     if (this.#closing) this.#release(errno);
-    else this.#poll();
+    else {
+      this.#applyRef();
+      this.#poll();
+    }
   }
 
   #read(): void {
@@ -157,6 +194,9 @@ class ChannelSocket {
         return;
       }
       this.onData(this.#scratch.subarray(0, n), fds);
+      // A short read emptied the socket (as libuv assumes): no recvmsg just
+      // to hear EAGAIN; the level-triggered poll calls again if more came.
+      if (n < READ_SIZE) return;
     }
   }
 
@@ -177,8 +217,12 @@ class ChannelSocket {
 // ---- framing ---------------------------------------------------------------
 
 interface Framing {
-  /** The messages completed by this chunk (the chunk is only borrowed). */
-  parse(chunk: Buffer): unknown[];
+  /**
+   * Calls deliver for each message this chunk completes, in order (the
+   * chunk is only borrowed); throws at the first one that cannot be
+   * parsed, after delivering those before it.
+   */
+  parse(chunk: Buffer, deliver: (message: unknown) => void): void;
   /** Bytes of a message still incomplete (Node's channel.buffering). */
   readonly buffering: boolean;
   encode(message: unknown): Buffer;
@@ -188,16 +232,16 @@ interface Framing {
 class JsonFraming implements Framing {
   #decoder = new StringDecoder('utf8');
   #partial = '';
-  parse(chunk: Buffer): unknown[] {
+  parse(chunk: Buffer, deliver: (message: unknown) => void): void {
     const lines = this.#decoder.write(chunk).split('\n');
     const last = lines.pop() as string;
     if (lines.length === 0) {
       this.#partial += last;
-      return [];
+      return;
     }
     lines[0] = this.#partial + lines[0];
     this.#partial = last;
-    return lines.map((line) => JSON.parse(line) as unknown);
+    for (const line of lines) deliver(JSON.parse(line));
   }
   get buffering(): boolean {
     return this.#partial.length > 0;
@@ -242,10 +286,13 @@ class ChannelDeserializer extends HostDeserializer {
 class AdvancedFraming implements Framing {
   #chunks: Buffer[] = [];
   #size = 0;
-  parse(chunk: Buffer): unknown[] {
-    this.#chunks.push(Buffer.from(chunk));
+  parse(chunk: Buffer, deliver: (message: unknown) => void): void {
+    // A copy of its own, outside Buffer's shared pool: received Buffers and
+    // typed arrays are views into it, and must not see this process's data.
+    const copy = Buffer.allocUnsafeSlow(chunk.length);
+    chunk.copy(copy);
+    this.#chunks.push(copy);
     this.#size += chunk.length;
-    const out: unknown[] = [];
     while (this.#size >= 4) {
       let head = this.#chunks[0];
       if (head.length < 4) head = this.#join();
@@ -257,9 +304,8 @@ class AdvancedFraming implements Framing {
       this.#chunks = rest.length > 0 ? [rest] : [];
       this.#size = rest.length;
       de.readHeader();
-      out.push(de.readValue());
+      deliver(de.readValue());
     }
-    return out;
   }
   #join(): Buffer {
     const all = Buffer.concat(this.#chunks, this.#size);
@@ -328,6 +374,7 @@ export interface IpcTarget extends EventEmitter {
 }
 
 const nop = () => {};
+const CHANNEL_DEPRECATION = '_channel is deprecated. Use ChildProcess.channel instead.';
 
 /**
  * `subprocess.channel`: Node's Control. ref()/unref() are the user's and
@@ -445,23 +492,21 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
 
   const onData = (chunk: Buffer, fds: number[] | null) => {
     received.put(fds);
-    let messages: unknown[];
     try {
-      messages = framing.parse(chunk);
+      framing.parse(chunk, (message) => {
+        if (isInternal(message)) {
+          handleMessage(message, message.cmd === 'NODE_HANDLE' ? received.take() : -1, true);
+        } else {
+          handleMessage(message, -1, false);
+        }
+      });
     } catch (err) {
       // Not Node's protocol (a child that writes garbage to the fd): the
-      // channel is unusable from here. Reported, not thrown from the loop.
-      target.emit('error', err);
+      // channel is unusable from here. Reported, not thrown from the loop,
+      // after the messages before it (their events are a tick away).
+      process.nextTick(() => target.emit('error', err));
       socket.close();
       endOfChannel();
-      return;
-    }
-    for (const message of messages) {
-      if (isInternal(message)) {
-        handleMessage(message, message.cmd === 'NODE_HANDLE' ? received.take() : -1, true);
-      } else {
-        handleMessage(message, -1, false);
-      }
     }
   };
 
@@ -481,12 +526,10 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
 
   target.channel = control;
   Object.defineProperty(target, '_channel', {
-    get() {
-      return target.channel;
-    },
-    set(value) {
+    get: deprecate(() => target.channel, CHANNEL_DEPRECATION, 'DEP0129'),
+    set: deprecate((value: Control | null) => {
       target.channel = value;
-    },
+    }, CHANNEL_DEPRECATION, 'DEP0129'),
     configurable: true,
     enumerable: false,
   });
@@ -787,17 +830,21 @@ interface ServerInternals {
 
 /** A handle that came with a NODE_HANDLE message, made the object its type names (Node's handleConversion[type].got). */
 function receiveHandle(target: IpcTarget, message: HandleMessage, fd: number, emit: (handle: unknown) => void): void {
-  // From here the socket made of it owns the fd (closed with it).
-  binding.releaseFd(fd);
+  // The fd stays tracked as the environment's until a socket owns it,
+  // then is released: a teardown in between closes it once (its check of
+  // dev:ino skips a number the socket's close already reused).
+  const owned = () => binding.releaseFd(fd);
   try {
     switch (message.type) {
       case 'net.Server': {
         const server = new net.Server();
         server.listen({ fd }, () => emit(server));
+        owned();
         return;
       }
       case 'net.Socket': {
         const socket = new net.Socket({ fd, readable: true, writable: true });
+        owned();
         if (message.key) {
           const state = channelState.get(target);
           if (state) socketListReceive(target, state, message.key).add(socket);
@@ -808,12 +855,14 @@ function receiveHandle(target: IpcTarget, message: HandleMessage, fd: number, em
       case 'dgram.Socket': {
         const socket = dgram.createSocket(message.dgramType === 'udp6' ? 'udp6' : 'udp4');
         socket.bind({ fd } as dgram.BindOptions, () => emit(socket));
+        owned();
         return;
       }
       case 'net.Native': {
         // Node hands over its raw TCP/Pipe wrap; from userland the way to
         // get one is a net.Socket's, taken from it before it reads.
         const socket = new net.Socket({ fd, readable: false, writable: false });
+        owned();
         const wrap = (socket as unknown as { _handle: HandleWrap | null })._handle;
         (socket as unknown as { _handle: HandleWrap | null })._handle = null;
         emit(wrap);
@@ -822,6 +871,7 @@ function receiveHandle(target: IpcTarget, message: HandleMessage, fd: number, em
       case 'dgram.Native': {
         const socket = dgram.createSocket(message.dgramType === 'udp6' ? 'udp6' : 'udp4');
         socket.bind({ fd } as dgram.BindOptions, () => emit(dgramHandle(socket)));
+        owned();
         return;
       }
       default:

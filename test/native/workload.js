@@ -309,7 +309,28 @@ async function dropin(engine) {
     }
     // Bad stdio in the sync forms: must throw (issue 8 §1.5: with a code).
     for (const stdio of [5, {}, true]) assert.throws(() => cp.spawnSync('true', [], { stdio }));
-    assert.throws(() => cp.fork(), (e) => e.code === 'ERR_CLONEFD_IPC_UNSUPPORTED');
+    assert.throws(() => cp.fork(), (e) => e.code === 'ERR_INVALID_ARG_TYPE');
+    // IPC (native/addon/channel.cc): messages both ways, a big one that
+    // queues, a handle (an fd over SCM_RIGHTS), the child's disconnect.
+    const fs = require('node:fs');
+    const dir = fs.mkdtempSync(require('node:path').join(require('node:os').tmpdir(), 'clonefd-workload-'));
+    const script = require('node:path').join(dir, 'echo.js');
+    fs.writeFileSync(script, "process.on('message', (m, h) => { if (h) h.close(); process.send(m); if (m === 'bye') process.disconnect(); });");
+    const child = cp.fork(script, [], { execArgv: [], serialization: engine === 'direct' ? 'advanced' : 'json' });
+    const replies = [];
+    const disconnected = new Promise((resolve) => child.on('disconnect', resolve));
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    child.on('message', (m) => replies.push(m));
+    const server = require('node:net').createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    child.send('x'.repeat(TINY ? 1000 : 300000));
+    child.send({ n: 1 }, server);
+    child.send('bye');
+    await disconnected;
+    await closed;
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual(replies.map((m) => (typeof m === 'string' ? m.length : m)), [TINY ? 1000 : 300000, { n: 1 }, 3]);
   } finally {
     if (prev === undefined) delete process.env.CLONEFD_ENGINE;
     else process.env.CLONEFD_ENGINE = prev;
