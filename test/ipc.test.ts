@@ -3,9 +3,10 @@
 //
 // As in test/dropin.test.ts, every scenario is a function of a module shaped
 // like `node:child_process` that returns a plain observation; `both()` runs
-// it on Node's module, makes the absolute assertions of `check` on Node's
-// observation (so a scenario that observes nothing cannot pass), runs it on
-// clonefd's (../src/child_process), and asserts the two are equal. The
+// it on Node's module and on clonefd's (../src/child_process), concurrently
+// (nothing observed depends on timing), makes the absolute assertions of
+// `check` on Node's observation (so a scenario that observes nothing cannot
+// pass), asserts the two are equal, and checks clonefd's too. The
 // children are plain Node scripts (test/fixtures/ipc/*.js, CommonJS), so the
 // other end of every channel is Node's own IPC: what is compared is how the
 // parent's side speaks Node's wire protocol.
@@ -16,13 +17,17 @@
 // reports it saw. Values cross as describe() trees (fixtures/ipc/describe.js),
 // so a Buffer is not a Uint8Array and -0 is not 0.
 //
-// Node's own orders that these tests rely on (checked on Node 20 and 24):
+// Node's own orders that these tests rely on (measured on Node 20.20):
 //  - a child that writes messages and then exits: the parent receives all of
 //    them, then 'disconnect' (the channel's EOF), then 'exit', then 'close';
 //  - the parent's disconnect(): 'disconnect', 'exit', and then NO 'close' in
 //    Node (the IPC channel counts among the closes 'close' waits for, and a
 //    channel the parent closed never reports it). A drop-in that does emit
 //    'close' there, after 'exit', is allowed (`extraCloseAllowed`).
+//
+// 'corners' are Node behaviours found by probing (a handle send's callback
+// timing, EOF after a postponed disconnect(), look-alike handles); the last
+// describe pins the differences README.md documents, each side on its own.
 //
 // CLONEFD_IPC_TEST_AGAINST=node runs every scenario against Node twice
 // (node vs node): the tests must pass that way, which shows they are
