@@ -11,6 +11,8 @@
 // Its own file: it counts /proc/self/fd, so nothing else may spawn in this
 // process meanwhile (vitest runs a file's tests one after the other).
 import * as node from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fdDiff, fdCount, openFds, rng, sleep, waitFor, zombieChildren } from './helpers';
@@ -22,6 +24,7 @@ const againstNode = process.env.CLONEFD_IPC_TEST_AGAINST === 'node';
 const ours = (againstNode ? node : await import('../src/child_process')) as unknown as CP;
 
 const WORKER = path.join(__dirname, 'fixtures', 'ipc', 'worker.js');
+const HANDLES = path.join(__dirname, 'fixtures', 'ipc', 'handles.js');
 const N = 4;
 const REQUESTS = 10_000;
 const WINDOW = 256; // requests in flight over the whole pool
@@ -224,6 +227,80 @@ describe.sequential('a worker pool: 4 forked workers, 10,000 requests, workers S
         expect(zombieChildren()).toEqual([]);
         expect(clean, fdDiff(before)).toBe(true);
         expect(Date.now() - started).toBeLessThan(20_000);
+      },
+      60_000,
+    );
+  }
+});
+
+describe.sequential('handle passing leaves no fd behind: 100 sockets to a child, 50 from it', () => {
+  for (const [name, cp] of [['node:child_process (the harness itself)', node], ['clonefd/child_process', ours]] as const) {
+    it(
+      `${name}: every socket crosses and works; with the child gone, the fd table is as before`,
+      async () => {
+        const warm = cp.fork(WORKER, [], { stdio: 'ignore' });
+        const warmClosed = new Promise((r) => warm.on('close', r));
+        warm.send({ op: 'stop' });
+        await warmClosed;
+        await sleep(50);
+        globalThis.gc?.();
+        const before = openFds();
+        const baseline = fdCount();
+        const server = net.createServer();
+        server.listen(0, '127.0.0.1');
+        await once(server, 'listening');
+        const port = (server.address() as net.AddressInfo).port;
+
+        const c = cp.fork(HANDLES, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+        const closed = new Promise<void>((r) => c.on('close', () => r()));
+        let stderr = '';
+        c.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        const replies: { op: string; tag?: string }[] = [];
+        const fromChild: net.Socket[] = [];
+        c.on('message', (m: { op: string; tag?: string }, h?: unknown) => {
+          replies.push(m);
+          if (m.op === 'socket') fromChild.push(h as net.Socket);
+        });
+        const until = async (pred: () => boolean) => expect(await waitFor(pred, 10_000)).toBe(true);
+
+        // 100 accepted sockets to the child, which writes on each and ends it.
+        const texts: Promise<string>[] = [];
+        const accepted: net.Socket[] = [];
+        server.on('connection', (s) => {
+          s.on('error', () => {});
+          accepted.push(s);
+        });
+        for (let i = 0; i < 100; i++) {
+          const client = net.connect(port, '127.0.0.1');
+          texts.push(
+            new Promise((resolve) => {
+              let t = '';
+              client.setEncoding('utf8').on('data', (d) => (t += d));
+              client.on('error', () => resolve(`error ${t}`));
+              client.on('end', () => {
+                client.destroy();
+                resolve(t);
+              });
+            }),
+          );
+          await until(() => accepted.length === i + 1);
+          c.send({ op: 'take-socket', tag: `s${i}` }, accepted[i]);
+        }
+        expect(await Promise.all(texts)).toEqual(Array.from({ length: 100 }, (_, i) => `child:s${i};`));
+        // 50 sockets from the child (connected to our server), destroyed here.
+        for (let i = 0; i < 50; i++) c.send({ op: 'give-socket', port });
+        await until(() => fromChild.length === 50 && replies.filter((m) => m.op === 'gave-socket').length === 50);
+        expect(fromChild.every((s) => s instanceof net.Socket)).toBe(true);
+        for (const s of fromChild) s.destroy();
+        await until(() => accepted.length === 150);
+        for (const s of accepted) s.destroy();
+        c.send({ op: 'disconnect' }); // the child's own: Node emits no 'close' after the parent's
+        await closed;
+        server.close();
+        const clean = await waitFor(() => zombieChildren().length === 0 && fdCount() === baseline, 10_000);
+        expect(stderr).toBe('');
+        expect(c.exitCode).toBe(0);
+        expect(clean, fdDiff(before)).toBe(true);
       },
       60_000,
     );

@@ -3,9 +3,10 @@
 //
 // As in test/dropin.test.ts, every scenario is a function of a module shaped
 // like `node:child_process` that returns a plain observation; `both()` runs
-// it on Node's module, makes the absolute assertions of `check` on Node's
-// observation (so a scenario that observes nothing cannot pass), runs it on
-// clonefd's (../src/child_process), and asserts the two are equal. The
+// it on Node's module and on clonefd's (../src/child_process), concurrently
+// (nothing observed depends on timing), makes the absolute assertions of
+// `check` on Node's observation (so a scenario that observes nothing cannot
+// pass), asserts the two are equal, and checks clonefd's too. The
 // children are plain Node scripts (test/fixtures/ipc/*.js, CommonJS), so the
 // other end of every channel is Node's own IPC: what is compared is how the
 // parent's side speaks Node's wire protocol.
@@ -16,13 +17,17 @@
 // reports it saw. Values cross as describe() trees (fixtures/ipc/describe.js),
 // so a Buffer is not a Uint8Array and -0 is not 0.
 //
-// Node's own orders that these tests rely on (checked on Node 20 and 24):
+// Node's own orders that these tests rely on (measured on Node 20.20):
 //  - a child that writes messages and then exits: the parent receives all of
 //    them, then 'disconnect' (the channel's EOF), then 'exit', then 'close';
 //  - the parent's disconnect(): 'disconnect', 'exit', and then NO 'close' in
 //    Node (the IPC channel counts among the closes 'close' waits for, and a
 //    channel the parent closed never reports it). A drop-in that does emit
 //    'close' there, after 'exit', is allowed (`extraCloseAllowed`).
+//
+// 'corners' are Node behaviours found by probing (a handle send's callback
+// timing, EOF after a postponed disconnect(), look-alike handles); the last
+// describe pins the differences README.md documents, each side on its own.
 //
 // CLONEFD_IPC_TEST_AGAINST=node runs every scenario against Node twice
 // (node vs node): the tests must pass that way, which shows they are
@@ -1449,5 +1454,181 @@ describe('handle passing (SCM_RIGHTS, NODE_HANDLE/NODE_HANDLE_ACK)', () => {
       ]);
     },
     { extraCloseAllowed: true },
+  );
+});
+
+// ---------------------------------------------------------------- corners
+
+describe('corners of Node’s protocol', () => {
+  both(
+    'send() with a handle calls back once the write is done, in a later turn: after process.nextTick callbacks queued after send() (a plain send calls back on a tick queued inside it)',
+    async (cp) => {
+      const { c, r } = forkHandles(cp);
+      const server = await listen();
+      const order: string[] = [];
+      c.send({ op: 'plain', tag: 'first' }, () => order.push('plain callback'));
+      process.nextTick(() => order.push('nextTick after the plain send'));
+      await sleep(100);
+      c.send({ op: 'take-server', tag: 'H' }, server, () => order.push('handle callback'));
+      order.push('send returned');
+      process.nextTick(() => order.push('nextTick after the handle send'));
+      setImmediate(() => order.push('setImmediate'));
+      await r.next(op('took-server'));
+      c.disconnect();
+      await settle(r);
+      return { order };
+    },
+    (o) => {
+      expect(o.order).toEqual(['plain callback', 'nextTick after the plain send', 'send returned', 'nextTick after the handle send', 'handle callback', 'setImmediate']);
+    },
+    { extraCloseAllowed: true },
+  );
+
+  both(
+    "EOF while the parent's disconnect() still waits (a handle without its ACK, a message half read): Node emits 'error' ERR_IPC_DISCONNECTED and no 'disconnect'; queued messages are dropped",
+    async (cp) => {
+      // A child that never ACKs: sh holds the channel for a while and exits.
+      const a = cp.spawn('sh', ['-c', 'sleep 0.4'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+      const ra = record(a);
+      const server = await listen();
+      const logA: unknown[] = [];
+      logA.push(['handle send', a.send('h', server, (e) => logA.push(['handle callback', e && (e as NodeJS.ErrnoException).code]))]);
+      logA.push(['queued send', a.send('after', (e) => logA.push(['queued callback', e && (e as NodeJS.ErrnoException).code]))]);
+      a.disconnect();
+      logA.push(['after disconnect()', a.connected, a.channel === null]);
+      await withDeadline(ra.closed, 10_000);
+      // A child that writes half a message, then the rest after the parent's disconnect().
+      const b = cp.spawn(process.execPath, [RAW, 'json', 'slow'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+      const rb = record(b);
+      await rb.next(); // "ready", and half of the next message behind it
+      await sleep(50);
+      b.disconnect();
+      await withDeadline(rb.closed, 10_000);
+      return { a: { log: logA, events: ra.ev }, b: { events: rb.ev } };
+    },
+    (o) => {
+      expect(o.a.log).toContainEqual(['handle callback', null]);
+      expect(o.a.log).not.toContainEqual(expect.arrayContaining(['queued callback']));
+      expect(namesOf(o.a.events)).toEqual(['spawn', 'error', 'exit', 'close']);
+      expect(o.a.events[1][1]).toMatchObject({ code: 'ERR_IPC_DISCONNECTED' });
+      expect(o.b.events).toEqual([['spawn'], ['message', 'ready', 'undefined'], ['error', o.a.events[1][1]], ['exit', 0, null], ['close', 0, null]]);
+    },
+  );
+
+  both(
+    'a kept reference to child.channel: fd is a number while open; after the channel closed, fd is what Node\'s closed Pipe says (UV_EINVAL)',
+    async (cp) => {
+      const c = forkChild(cp, ['echo']);
+      const r = record(c);
+      const ch = c.channel as Any;
+      const open = { fdType: typeof ch.fd, fdNonNegative: ch.fd >= 0 };
+      await finish(c, r);
+      return { open, afterClose: ch.fd, channelNow: c.channel };
+    },
+    (o) => {
+      expect(o.open).toEqual({ fdType: 'number', fdNonNegative: true });
+      expect(o.channelNow).toBe(null);
+      expect(o.afterClose).toBe(-22);
+    },
+  );
+
+  both(
+    'an object that only looks like a handle (its class named TCP, Pipe or UDP, an fd property even): ERR_INVALID_HANDLE_TYPE, nothing sent',
+    async (cp) => {
+      const { c, r } = forkHandles(cp);
+      const fakes = [new (class TCP {})(), new (class Pipe {})(), new (class UDP {})(), { constructor: { name: 'TCP' }, fd: 0 }, { constructor: { name: 'Pipe' }, fd: 1 }];
+      const results = fakes.map((h) => attempt(() => c.send({ op: 'plain', tag: 'fake' }, h as Any)));
+      c.send({ op: 'plain', tag: 'real' });
+      c.disconnect();
+      await settle(r);
+      const { stdout, stderr } = r.out();
+      return { results, seen: JSON.parse(stdout!.split('\n').filter(Boolean).at(-1) ?? 'null'), stderr, exitCode: c.exitCode, signalCode: c.signalCode };
+    },
+    (o) => {
+      for (const x of o.results) expect(x.threw).toMatchObject({ code: 'ERR_INVALID_HANDLE_TYPE', message: 'This handle type cannot be sent' });
+      expect(o.seen).toEqual([{ op: 'plain', tag: 'real', handle: 'undefined' }]);
+      expect(o).toMatchObject({ stderr: '', exitCode: 0, signalCode: null });
+    },
+    { extraCloseAllowed: true },
+  );
+});
+
+// ---------------------------------------------------------------- documented differences
+
+describe('the differences README.md documents, pinned (each engine asserted on its own)', () => {
+  it(
+    "'close' after the parent's own disconnect(): never in Node; in clonefd after 'exit'",
+    async () => {
+      const run = async (cp: CP) => {
+        const c = forkChild(cp, ['wait-disconnect']);
+        const r = record(c);
+        await r.next();
+        c.disconnect();
+        await settle(r);
+        return namesOf(r.ev);
+      };
+      const [n, o] = await Promise.all([run(node), run(ours)]);
+      expect(n).toEqual(['spawn', 'message', 'disconnect', 'exit']);
+      if (!againstNode) expect(o).toEqual(['spawn', 'message', 'disconnect', 'exit', 'close']);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "a queued message that cannot be written (the child exits without reading): Node calls back with null, clonefd with the write's error (EPIPE)",
+    async () => {
+      const run = async (cp: CP) => {
+        const c = cp.spawn('sh', ['-c', 'sleep 0.3'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+        const r = record(c);
+        const big = 'z'.repeat(1 << 20);
+        const cbs: unknown[] = [];
+        const rets = [0, 1, 2].map((i) => c.send(big, (e) => cbs.push([i, e && (e as NodeJS.ErrnoException).code])));
+        await withDeadline(r.closed, 10_000);
+        return { rets, cbs, events: namesOf(r.ev) };
+      };
+      const [n, o] = await Promise.all([run(node), run(ours)]);
+      expect(n).toEqual({ rets: [false, false, false], cbs: [[0, null], [1, null], [2, null]], events: ['spawn', 'disconnect', 'exit', 'close'] });
+      if (!againstNode) expect(o).toEqual({ ...n, cbs: [[0, 'EPIPE'], [1, 'EPIPE'], [2, 'EPIPE']] });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    'disconnect() right after send(): Node cuts the queued messages off, clonefd delivers them first',
+    async () => {
+      const run = async (cp: CP) => {
+        const c = forkChild(cp, ['count']);
+        const r = record(c);
+        const cbs: unknown[] = [];
+        c.send('x'.repeat(1 << 20), (e) => cbs.push(e));
+        c.send('small', (e) => cbs.push(e));
+        c.disconnect();
+        await settle(r);
+        return { cbs, stdout: r.out().stdout, exitCode: c.exitCode };
+      };
+      const [n, o] = await Promise.all([run(node), run(ours)]);
+      expect(n).toEqual({ cbs: [null, null], stdout: 'child: 0 messages, 0 chars\n', exitCode: 0 });
+      if (!againstNode) expect(o).toEqual({ ...n, stdout: `child: 2 messages, ${(1 << 20) + 5} chars\n` });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "a child that writes something other than Node's protocol: Node's parent dies of the SyntaxError (uncaught); clonefd's gets an 'error' event and the channel closes",
+    async () => {
+      const script = (mod: string) =>
+        `const c = require(${JSON.stringify(mod)}).spawn('sh', ['-c', 'printf "not json\\\\n" >&3; sleep 0.2'], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });` +
+        `const ev = []; for (const e of ['error', 'disconnect', 'exit', 'close']) c.on(e, (x) => ev.push(e === 'error' ? e + ':' + x.name : e));` +
+        `c.on('close', () => console.log(JSON.stringify(ev)));`;
+      const run = (mod: string) => node.spawnSync(process.execPath, ['-e', script(mod)], { encoding: 'utf8', timeout: 10_000 });
+      const n = run('node:child_process');
+      expect(n.status).not.toBe(0);
+      expect(n.stderr).toMatch(/SyntaxError/);
+      if (!againstNode) {
+        const o = run(LIB);
+        expect({ status: o.status, stderr: o.stderr, events: JSON.parse(o.stdout) }).toEqual({ status: 0, stderr: '', events: ['error:SyntaxError', 'disconnect', 'exit', 'close'] });
+      }
+    },
+    TEST_TIMEOUT_MS,
   );
 });
