@@ -17,7 +17,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { deprecate } from 'node:util';
 import v8 from 'node:v8';
 import { binding, type NativeWatch } from '../binding';
-import { EAGAIN, ECANCELED, EPIPE } from '../errno';
+import { EAGAIN, ECANCELED, EINVAL, EPIPE } from '../errno';
 import { codedError, invalidArgType, SystemError } from '../errors';
 import { validateObject } from './args';
 
@@ -420,7 +420,8 @@ export class Control extends EventEmitter {
 
   /** The parent's end of the channel. */
   get fd(): number | undefined {
-    return this.#socket && !this.#socket.closed ? this.#socket.fd : undefined;
+    // Node's Control keeps its closed Pipe, whose fd is then UV_EINVAL.
+    return this.#socket && !this.#socket.closed ? this.#socket.fd : -EINVAL;
   }
 }
 
@@ -511,9 +512,21 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
   };
 
   let atEof = false;
+  /** A disconnect() that waits for a message half read to complete. */
+  let waitingFinish: (() => void) | null = null;
   const endOfChannel = () => {
     atEof = true;
     if (target.connected) target.disconnect();
+    else if (waitingFinish) process.nextTick(waitingFinish);
+    else if (target.channel !== null) {
+      // A disconnect() waiting for a handle's ACK: none will come. What
+      // waited behind it is not sent, and says so (Node drops it silently
+      // and emits ERR_IPC_DISCONNECTED instead of 'disconnect').
+      const queue = target._handleQueue ?? [];
+      target._handleQueue = null;
+      for (const q of queue) if (typeof q.callback === 'function') process.nextTick(q.callback, ipcChannelClosed());
+      target._disconnect();
+    }
     socket.close();
     if (target.channel !== null) target.channel = null;
     reportClosed();
@@ -688,6 +701,12 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
       if (r.async) {
         async = true;
         control.refCounted();
+      } else if (handleFd >= 0) {
+        // libuv completes a write that carries a handle asynchronously even
+        // when it went out at once: Node's callback comes in a later turn.
+        async = true;
+        control.refCounted();
+        setImmediate(done, 0);
       } else if (typeof callback === 'function') process.nextTick(callback, null);
     } else {
       postSend?.(false);
@@ -724,8 +743,10 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
       target.emit('disconnect');
       reportClosed();
     };
-    // A message half read is delivered first (Node waits for it too).
+    // A message half read is delivered first (Node waits for it too);
+    // if the channel ends before it completes, the end finishes.
     if (framing.buffering && !atEof) {
+      waitingFinish = finish;
       target.once('message', finish);
       target.once('internalMessage', finish);
       return;
@@ -746,10 +767,40 @@ function handleType(handle: unknown): HandleType {
   if (handle instanceof net.Socket) return 'net.Socket';
   if (handle instanceof net.Server) return 'net.Server';
   const name = wrapName(handle);
-  if (name === 'TCP' || name === 'Pipe') return 'net.Native';
+  if ((name === 'TCP' || name === 'Pipe') && isNodeWrap(handle, 'stream')) return 'net.Native';
   if (handle instanceof dgram.Socket) return 'dgram.Socket';
-  if (name === 'UDP') return 'dgram.Native';
+  if (name === 'UDP' && isNodeWrap(handle, 'udp')) return 'dgram.Native';
   throw codedError(TypeError, 'ERR_INVALID_HANDLE_TYPE', 'This handle type cannot be sent');
+}
+
+/** The prototypes of Node's own stream wraps (TCP and Pipe share LibuvStreamWrap) and UDP wrap, learnt once from real ones. */
+const wrapProtos: { stream?: object; udp?: object } = {};
+
+/**
+ * Whether a raw handle is one of Node's own (its classes are internal, so
+ * a look-alike named TCP with an fd property would otherwise send any fd
+ * of this process): its prototype chain must hold the real one's.
+ */
+function isNodeWrap(handle: unknown, kind: 'stream' | 'udp'): boolean {
+  if (wrapProtos[kind] === undefined) {
+    if (kind === 'stream') {
+      const pair = binding.socketPair();
+      if (typeof pair === 'number') return false;
+      binding.closeFd(pair[1]);
+      const socket = new net.Socket({ fd: pair[0], readable: false, writable: false });
+      binding.releaseFd(pair[0]);
+      const pipe = (socket as unknown as { _handle: object })._handle;
+      wrapProtos.stream = Object.getPrototypeOf(Object.getPrototypeOf(pipe)) as object;
+      socket.destroy();
+    } else {
+      const socket = dgram.createSocket('udp4');
+      const udp = dgramHandle(socket);
+      if (udp) wrapProtos.udp = Object.getPrototypeOf(udp) as object;
+      socket.close();
+    }
+  }
+  const proto = wrapProtos[kind];
+  return proto !== undefined && typeof handle === 'object' && handle !== null && Object.prototype.isPrototypeOf.call(proto, handle as object);
 }
 
 /**
