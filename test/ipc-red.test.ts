@@ -54,11 +54,12 @@ describe('IPC under attack', () => {
     });
     child.disconnect();
     await closed;
-    await Promise.race([callbacks, new Promise((resolve) => setTimeout(resolve, 5000))]);
-    expect(results).toHaveLength(3);
+    await Promise.race([callbacks, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    const seen = { results, fdStillOurs: fileAt(fd) === id, exit: [child.exitCode, child.signalCode] };
+    expect(results, JSON.stringify(seen)).toHaveLength(3);
     // The first went out whole (the child read it); the others could not be delivered and say so.
-    expect(results[0]).toBeNull();
-    expect(fileAt(fd)).not.toBe(id);
+    expect(results[0], JSON.stringify(seen)).toBeNull();
+    expect(seen.fdStillOurs, JSON.stringify(seen)).toBe(false);
   });
 
   it("a 10 MiB send() next to child.unref() and channel.unref() reaches the child before the parent exits, as with Node", () => {
