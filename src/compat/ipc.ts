@@ -159,7 +159,8 @@ class ChannelSocket {
     this.#broken = true;
     if (this.#queue.length > 0) this.#flush();
     if (this.#queue.length > 0) this.#failWrites(-EPIPE);
-    if (this.#reading) this.#read();
+    // libuv polls no more: everything the child sent before it went is read now.
+    if (this.#reading) this.#read(true);
     if (this.#reading) {
       this.#reading = false;
       this.onEnd();
@@ -179,8 +180,9 @@ class ChannelSocket {
     }
   }
 
-  #read(): void {
-    for (let i = 0; i < READS_PER_EVENT && this.#reading; i++) {
+  /** drain: read until EAGAIN or the end (the poll will not call again), not one wake-up's worth. */
+  #read(drain = false): void {
+    for (let i = 0; (drain || i < READS_PER_EVENT) && this.#reading; i++) {
       const n = binding.channelRecv(this.fd, this.#scratch, this.#fdsOut);
       if (n === -EAGAIN) return;
       const count = this.#fdsOut[0];
@@ -196,7 +198,7 @@ class ChannelSocket {
       this.onData(this.#scratch.subarray(0, n), fds);
       // A short read emptied the socket (as libuv assumes): no recvmsg just
       // to hear EAGAIN; the level-triggered poll calls again if more came.
-      if (n < READ_SIZE) return;
+      if (n < READ_SIZE && !drain) return;
     }
   }
 
