@@ -471,8 +471,6 @@ class ReceivedFd {
 
 interface ChannelState {
   socket: ChannelSocket;
-  framing: Framing;
-  received: ReceivedFd;
   sockets: { send: Record<string, SocketListSend>; got: Record<string, SocketListReceive> };
 }
 const channelState = new WeakMap<IpcTarget, ChannelState>();
@@ -497,11 +495,10 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     received.put(fds);
     try {
       framing.parse(chunk, (message) => {
-        if (isInternal(message)) {
-          handleMessage(message, message.cmd === 'NODE_HANDLE' ? received.take() : -1, true);
-        } else {
-          handleMessage(message, -1, false);
-        }
+        if (!isInternal(message)) return deliver(message, undefined, false);
+        // A NODE_HANDLE message takes the fd that came with it (none: a NACK follows).
+        const fd = message.cmd === 'NODE_HANDLE' ? received.take() : -1;
+        deliver(message, fd >= 0 ? fd : undefined, true);
       });
     } catch (err) {
       // Not Node's protocol (a child that writes garbage to the fd): the
@@ -536,7 +533,7 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
 
   const socket = new ChannelSocket(fd, onData, endOfChannel);
   const control = new Control(socket);
-  const state: ChannelState = { socket, framing, received, sockets: { send: {}, got: {} } };
+  const state: ChannelState = { socket, sockets: { send: {}, got: {} } };
   channelState.set(target, state);
 
   target.channel = control;
@@ -559,13 +556,17 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     control.pending.push([event, message, handle]);
   };
 
-  /** fd: the received fd of a NODE_HANDLE message (-1: none came). */
-  const handleMessage = (message: unknown, handleFd: number, internal: boolean) => {
+  /**
+   * Node's handleMessage: the event a tick later, nothing once the channel
+   * is gone. handle: the object made of a received handle, or for a
+   * NODE_HANDLE message its raw fd (closed here if nobody will take it).
+   */
+  const deliver = (message: unknown, handle: unknown, internal: boolean) => {
     if (!target.channel) {
-      if (handleFd >= 0) binding.closeFd(handleFd);
+      if (typeof handle === 'number') binding.closeFd(handle);
       return;
     }
-    process.nextTick(emit, internal ? 'internalMessage' : 'message', message, handleFd >= 0 ? handleFd : undefined);
+    process.nextTick(emit, internal ? 'internalMessage' : 'message', message, handle);
   };
 
   const closePending = () => {
@@ -604,9 +605,7 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     // Acknowledged even if the conversion fails: the fd arrived. Not the
     // user's send: no 'error' if the other side is gone meanwhile.
     target._send({ cmd: 'NODE_HANDLE_ACK' }, null, true);
-    receiveHandle(target, message as unknown as HandleMessage, fd, (handle) => {
-      handleMessage2(message.msg, handle);
-    });
+    receiveHandle(target, message as unknown as HandleMessage, fd, (handle) => deliver(message.msg, handle, isInternal(message.msg)));
   });
 
   // A 'message' listener added later still gets what came before it (Node).
@@ -619,11 +618,6 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
       for (const [event, message, handle] of messages) target.emit(event, message, handle);
     });
   });
-
-  const handleMessage2 = (message: unknown, handle: unknown) => {
-    if (!target.channel) return;
-    process.nextTick(emit, isInternal(message) ? 'internalMessage' : 'message', message, handle);
-  };
 
   target.send = function send(message: unknown, handle?: unknown, options?: unknown, callback?: unknown): boolean {
     if (typeof handle === 'function') {
@@ -653,7 +647,8 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     let wire: unknown = message;
     let wrap: HandleWrap | undefined;
     let handleFd = -1;
-    let postSend: ((ok: boolean) => void) | undefined;
+    /** A net.Socket sent without keepOpen: its handle is closed at the ACK, or at once if it could not go. */
+    let closeAtAck = false;
     if (handle) {
       const type = handleType(handle);
       if (target._handleQueue) {
@@ -666,7 +661,7 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
         wire = hm;
         wrap = sent.wrap;
         handleFd = sent.fd;
-        postSend = sent.postSend;
+        closeAtAck = sent.closeAtAck;
       }
     } else if (target._handleQueue && !(isInternal(message) && (message.cmd === 'NODE_HANDLE_ACK' || message.cmd === 'NODE_HANDLE_NACK'))) {
       // Behind a handle still waiting for its ACK: in order.
@@ -678,7 +673,7 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     try {
       data = framing.encode(wire);
     } catch (err) {
-      postSend?.(false);
+      if (closeAtAck) wrap!.close();
       throw err;
     }
     let async = false;
@@ -692,13 +687,9 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
     const r = socket.write(data, handleFd, done);
     if (r.err === 0) {
       if (wrap) {
-        if (!target._handleQueue) target._handleQueue = [];
-        if (postSend) {
-          postSend(true);
-          if (target._pendingMessage === null && !opts.keepOpen && handleType(handle) === 'net.Socket') {
-            target._pendingMessage = { wire: data, handle: wrap, fd: handleFd, callback, retransmissions: 0 };
-          }
-        }
+        // Everything else waits for this handle's ACK (one in flight at a time).
+        target._handleQueue ??= [];
+        if (closeAtAck) target._pendingMessage = { wire: data, handle: wrap, fd: handleFd, callback, retransmissions: 0 };
       }
       if (r.async) {
         async = true;
@@ -711,7 +702,7 @@ export function setupChannel(target: IpcTarget, fd: number, mode: Serialization,
         setImmediate(done, 0);
       } else if (typeof callback === 'function') process.nextTick(callback, null);
     } else {
-      postSend?.(false);
+      if (closeAtAck) wrap!.close();
       if (!opts.swallowErrors) {
         const ex = new SystemError(r.err, 'write');
         if (typeof callback === 'function') process.nextTick(callback, ex);
@@ -812,23 +803,23 @@ function isNodeWrap(handle: unknown, kind: 'stream' | 'udp'): boolean {
  * nothing to send (a socket already sent, a server not listening), and the
  * message goes without it, as in Node.
  */
-function sendHandle(target: IpcTarget, state: ChannelState, message: HandleMessage, handle: unknown, options: SendOptions): { wrap: HandleWrap; fd: number; postSend?: (ok: boolean) => void } | undefined {
+function sendHandle(target: IpcTarget, state: ChannelState, message: HandleMessage, handle: unknown, options: SendOptions): { wrap: HandleWrap; fd: number; closeAtAck: boolean } | undefined {
   const valid = (wrap: HandleWrap | null | undefined) => (wrap && typeof wrap.fd === 'number' && wrap.fd >= 0 ? wrap : undefined);
   switch (message.type) {
     case 'net.Native':
     case 'dgram.Native': {
       const wrap = valid(handle as HandleWrap);
-      return wrap && { wrap, fd: wrap.fd };
+      return wrap && { wrap, fd: wrap.fd, closeAtAck: false };
     }
     case 'net.Server': {
       const wrap = valid((handle as net.Server & { _handle?: HandleWrap | null })._handle);
-      return wrap && { wrap, fd: wrap.fd };
+      return wrap && { wrap, fd: wrap.fd, closeAtAck: false };
     }
     case 'dgram.Socket': {
       const socket = handle as dgram.Socket & { type: string };
       message.dgramType = socket.type;
       const wrap = valid(dgramHandle(socket));
-      return wrap && { wrap, fd: wrap.fd };
+      return wrap && { wrap, fd: wrap.fd, closeAtAck: false };
     }
     case 'net.Socket': {
       const socket = handle as net.Socket & { _handle?: HandleWrap | null; server?: net.Server & ServerInternals };
@@ -849,14 +840,7 @@ function sendHandle(target: IpcTarget, state: ChannelState, message: HandleMessa
         socket.setTimeout(0);
         releaseHttpParser(socket);
       }
-      return {
-        wrap,
-        fd: wrap.fd,
-        // Sent: closed at the ACK (target._pendingMessage); not sent: closed now.
-        postSend: (ok) => {
-          if (!ok && !options.keepOpen) wrap.close();
-        },
-      };
+      return { wrap, fd: wrap.fd, closeAtAck: !options.keepOpen };
     }
   }
 }
