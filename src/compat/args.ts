@@ -66,7 +66,7 @@ export function validateArgumentNullCheck(arg: unknown, propName: string): void 
   if (typeof arg === 'string' && arg.includes('\u0000')) throw invalidArgValue(propName, arg, 'must be a string without null bytes');
 }
 
-function validateArgumentsNullCheck(args: unknown[], propName: string): void {
+export function validateArgumentsNullCheck(args: unknown[], propName: string): void {
   for (let i = 0; i < args.length; ++i) validateArgumentNullCheck(args[i], `${propName}[${i}]`);
 }
 
@@ -99,7 +99,7 @@ function isURL(value: unknown): boolean {
 }
 
 /** Node's getValidatedPath for options.cwd: a string, a Uint8Array (Buffer) or a file: URL, without NUL. */
-function getValidatedPath(value: unknown, propName: string): string | Uint8Array {
+export function getValidatedPath(value: unknown, propName: string): string | Uint8Array {
   const path = isURL(value) ? fileURLToPath(value as URL) : value;
   if (typeof path !== 'string' && !(path instanceof Uint8Array)) throw invalidArgType(propName, ['string', 'Buffer', 'URL'], path);
   if (typeof path === 'string' ? path.includes('\u0000') : path.includes(0)) {
@@ -197,9 +197,7 @@ export function validStdio(stdio: unknown, sync: boolean, inputs?: boolean[]): S
   if (!stdio) stdio = 'pipe';
   let list: unknown[];
   if (typeof stdio === 'string') {
-    if (stdio === 'ignore' || stdio === 'overlapped' || stdio === 'pipe') list = [stdio, stdio, stdio];
-    else if (stdio === 'inherit') list = [0, 1, 2];
-    else throw invalidArgValue('stdio', stdio);
+    list = stdioStringToArray(stdio);
   } else if (!Array.isArray(stdio)) {
     throw invalidArgValue('stdio', stdio);
   } else {
@@ -242,6 +240,13 @@ export function validStdio(stdio: unknown, sync: boolean, inputs?: boolean[]): S
     }
   }
   return out;
+}
+
+/** Node's stdioStringToArray: one stdio name for fds 0-2. */
+export function stdioStringToArray(stdio: string): unknown[] {
+  if (stdio === 'ignore' || stdio === 'overlapped' || stdio === 'pipe') return [stdio, stdio, stdio];
+  if (stdio === 'inherit') return [0, 1, 2];
+  throw invalidArgValue('stdio', stdio);
 }
 
 /**

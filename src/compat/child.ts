@@ -7,13 +7,28 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { binding } from '../binding';
 import { CLD_DUMPED, CLD_KILLED, O_CLOEXEC } from '../constants';
-import { AbortError, codedError, invalidArgType, invalidArgValue, SystemError } from '../errors';
+import { AbortError, codedError, invalidArgType, SystemError } from '../errors';
 import type { ClonefdInfo } from '../info';
 import { clonefd, spawn as coreSpawn, type Subprocess } from '../index';
 import { adoptSocket, channelInUse, detachStdioStreams, flushStdio, onSettled, takeChannelFd } from '../subprocess';
 import { expandStdio, isPipeEntry, searchPath, type StdioPlan } from '../options';
 import { convertToValidSignal, DEFAULT_KILL_SIGNAL, signalName } from '../signals';
-import { coreOptions, ipcSlot, normalizeSpawnArguments, rawSpawnOptions, sanitizeKillSignal, validateAbortSignal, validateArgumentNullCheck, validateObject, validateTimeout, type CoreOptions, type SpawnOptions } from './args';
+import {
+  coreOptions,
+  getValidatedPath,
+  ipcSlot,
+  normalizeSpawnArguments,
+  rawSpawnOptions,
+  sanitizeKillSignal,
+  stdioStringToArray,
+  validateAbortSignal,
+  validateArgumentNullCheck,
+  validateArgumentsNullCheck,
+  validateObject,
+  validateTimeout,
+  type CoreOptions,
+  type SpawnOptions,
+} from './args';
 import { channelInUse as ipcInUse, setupChannel, type IpcTarget, type Serialization } from './ipc';
 
 type IpcSlot = { fd: number; serialization: Serialization } | null;
@@ -340,7 +355,8 @@ export interface ForkOptions extends SpawnOptions {
  * puts 'ipc'.
  */
 export function fork(modulePath: unknown, args?: unknown, options?: unknown): ChildProcess {
-  const path = validatedModulePath(modulePath);
+  const validated = getValidatedPath(modulePath, 'modulePath');
+  const path = typeof validated === 'string' ? validated : Buffer.from(validated).toString();
   if (args === undefined || args === null) args = [];
   else if (typeof args === 'object' && !Array.isArray(args)) {
     options = args;
@@ -352,7 +368,7 @@ export function fork(modulePath: unknown, args?: unknown, options?: unknown): Ch
   opts.execPath = opts.execPath || process.execPath;
   validateArgumentNullCheck(opts.execPath, 'options.execPath');
   let execArgv = opts.execArgv || process.execArgv;
-  for (let i = 0; i < execArgv.length; i++) validateArgumentNullCheck(execArgv[i], `options.execArgv[${i}]`);
+  validateArgumentsNullCheck(execArgv, 'options.execArgv');
   const evalScript = (process as { _eval?: string | null })._eval;
   if (execArgv === process.execArgv && evalScript != null) {
     // Without the -e script: the child would run it again, and fork again.
@@ -363,34 +379,10 @@ export function fork(modulePath: unknown, args?: unknown, options?: unknown): Ch
     }
   }
   const argv = [...execArgv, path, ...(args as string[])];
-  if (typeof opts.stdio === 'string') opts.stdio = [...stdioNames(opts.stdio), 'ipc'] as SpawnOptions['stdio'];
-  else if (!Array.isArray(opts.stdio)) opts.stdio = [...stdioNames(opts.silent ? 'pipe' : 'inherit'), 'ipc'] as SpawnOptions['stdio'];
+  if (typeof opts.stdio === 'string') opts.stdio = [...stdioStringToArray(opts.stdio), 'ipc'] as SpawnOptions['stdio'];
+  else if (!Array.isArray(opts.stdio)) opts.stdio = [...stdioStringToArray(opts.silent ? 'pipe' : 'inherit'), 'ipc'] as SpawnOptions['stdio'];
   else if (!opts.stdio.includes('ipc' as never)) {
     throw codedError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED', "Forked processes must have an IPC channel, missing value 'ipc' in options.stdio");
   }
   return spawn(opts.execPath, argv, opts);
-}
-
-/** Node's stdioStringToArray: a stdio name for fds 0-2. */
-function stdioNames(stdio: string): unknown[] {
-  switch (stdio) {
-    case 'ignore':
-    case 'overlapped':
-    case 'pipe':
-      return [stdio, stdio, stdio];
-    case 'inherit':
-      return [0, 1, 2];
-    default:
-      throw invalidArgValue('stdio', stdio);
-  }
-}
-
-/** Node's getValidatedPath for fork's modulePath: a string, Buffer or file: URL, without NUL. */
-function validatedModulePath(value: unknown): string {
-  let path = value;
-  if (value instanceof URL) path = fileURLToPath(value);
-  if (path instanceof Uint8Array) path = Buffer.from(path).toString();
-  if (typeof path !== 'string') throw invalidArgType('modulePath', ['string', 'Buffer', 'URL'], value);
-  if (path.includes('\u0000')) throw invalidArgValue('modulePath', path, 'must be a string, Uint8Array, or URL without null bytes');
-  return path;
 }
