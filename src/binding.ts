@@ -90,7 +90,7 @@ export interface NativeBinding {
   killPid(pid: number, signal: number): number;
 
   // ---- the drop-in's IPC channel (native/addon/channel.cc)
-  /** The watch owns fd from now on (also when this fails: -errno); polls readable; onEvent(1 readable | 2 writable). */
+  /** The watch owns fd from now on (also when this fails: -errno); polls readable; onEvent(1 readable | 2 writable; 8 with both: the poll failed and stopped). */
   channelWatch(fd: number, onEvent: (events: number) => void): NativeWatch | number;
   /** What to poll for from now on (1 readable | 2 writable; 0 none). 0 or -errno. */
   channelPoll(watch: NativeWatch, events: number): number;

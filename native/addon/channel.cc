@@ -41,7 +41,8 @@ void OnChannelEvent(uv_poll_t* handle, int status, int events) {
 // channelWatch(fd, onEvent(events)) → watch | -errno. The watch owns fd
 // from now on (closed by unwatch or the environment's teardown), also when
 // this fails. Polls for UV_READABLE (1) until channelPoll says otherwise;
-// onEvent gets UV_READABLE | UV_WRITABLE (2).
+// onEvent gets UV_READABLE | UV_WRITABLE (2), or kChannelError (8) with both
+// when the poll failed.
 napi_value ChannelWatch(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int fd = a.i32(0);
