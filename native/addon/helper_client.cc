@@ -181,8 +181,8 @@ enum SpawnStep { kStepLocal = 1, kStepSend = 2, kStepReply = 3 };
 // One SPAWN request on the environment's request socket, with its own
 // pipes: the record pipe (its read end is the contract's fd, the user's
 // flags, kept by JavaScript) and the exec pipe (read here). Waits for the
-// helper's SPAWNED (at most timeoutMs of our running time) and for the
-// exec pipe's EOF (the exec's outcome, straight from the child) together.
+// exec pipe's EOF (the exec's outcome, straight from the child), then for
+// the helper's SPAWNED, at most timeoutMs of our running time in all.
 // 0: out = [recordFd, pid, pidfd (-1 when the helper sent none), exec
 // errno (0: it exec'd), exec stage, SPAWNED's errno, its stage]. -errno:
 // nothing is left open; out[kOutStep] says where it failed, out[kOutPid]
@@ -253,16 +253,20 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
     return Number(env, r);
   }
 
-  // Both at once: SPAWNED (the helper answers right after the clone) and
-  // the exec pipe (EOF once the child exec'd or failed), so whichever
-  // comes last wakes us only once.
+  // First the exec pipe's EOF: the child exec'd or failed (or the helper
+  // closed its copy without making one). The helper answers SPAWNED right
+  // after the clone, long before that, so it is then already queued and
+  // this thread is woken once per spawn, not twice: a wake-up here is an
+  // expensive thing, and ours used to preempt the exec'ing child on its
+  // CPU. The socket is polled for hangup alone (events 0): a helper that
+  // died is noticed at once.
   ExecReport exec_report;
   bool have_reply = false;
   int left = timeout_ms;
   r = 0;
-  while (!have_reply || !exec_report.eof) {
-    struct pollfd p[2] = {{sock, POLLIN, 0}, {exec[0], POLLIN, 0}};
-    int n = have_reply ? clonefd_wait(p + 1, 1, -1, nullptr) : clonefd_wait(p, exec_report.eof ? 1 : 2, left, &left);
+  while (!exec_report.eof) {
+    struct pollfd p[2] = {{exec[0], POLLIN, 0}, {sock, 0, 0}};
+    int n = clonefd_wait(p, 2, left, &left);
     if (n == 0) {
       r = -ETIMEDOUT;
       // A child the unresponsive helper already made (it reported its pid)
@@ -275,13 +279,27 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
       r = n;
       break;
     }
-    if (!exec_report.eof && (p[1].revents || have_reply)) exec_report.ReadAvailable(exec[0]);
-    if (have_reply || !p[0].revents) continue;
+    if (p[0].revents) exec_report.ReadAvailable(exec[0]);
+    if (p[1].revents) break;  // hung up: what it sent before is still read below
+  }
+  // Then SPAWNED, normally waiting in the socket already.
+  while (r == 0 && !have_reply) {
     clonefd_reply msg;
     int fds[4];
     int nfds = 0, trunc = 0;
     ssize_t got = clonefd_recv_fds(sock, &msg, sizeof msg, fds, 4, &nfds, MSG_DONTWAIT, &trunc);
-    if (got == -EAGAIN) continue;
+    if (got == -EAGAIN) {
+      struct pollfd p = {sock, POLLIN, 0};
+      int n = clonefd_wait(&p, 1, left, &left);
+      if (n == 0) {
+        r = -ETIMEDOUT;
+        exec_report.ReadAvailable(exec[0]);
+        out[kOutPid] = exec_report.pid();
+      } else if (n < 0) {
+        r = n;
+      }
+      continue;
+    }
     if (got <= 0) {
       r = got == 0 ? -ECONNRESET : static_cast<int>(got);
       break;
@@ -299,6 +317,16 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
       // JavaScript owns it now, but a worker torn down runs no JavaScript,
       // so the environment closes it then.
       TrackUserFd(s, fds[0]);
+    }
+  }
+  if (r == 0 && !exec_report.eof) {
+    // The helper answered and hung up while the child is still before its
+    // exec (it holds the pipe until then): its outcome is still ours to hear.
+    struct pollfd p = {exec[0], POLLIN, 0};
+    while (r == 0 && !exec_report.eof) {
+      int n = clonefd_wait(&p, 1, -1, nullptr);
+      if (n < 0) r = n;
+      else exec_report.ReadAvailable(exec[0]);
     }
   }
   if (r == -ECONNRESET) {

@@ -133,6 +133,38 @@ describe('signals in the child', () => {
     await p.exited;
   });
 
+  it('every disposition is default although the parent ignores and catches some (only those are reset)', async () => {
+    // The child resets just the signals its own /proc status lists as ignored
+    // or caught. A Node that ignores SIGPIPE and SIGXFSZ and handles SIGUSR1
+    // and SIGTERM must still give a child all defaults, with every engine
+    // and clone path (legacy clone() copies the handlers: CLONE_CLEAR_SIGHAND
+    // is clone3's). The engine comes from CLONEFD_ENGINE, inherited.
+    const lib = path.resolve(__dirname, '../../lib/index.js');
+    const script = [
+      `const { spawn } = require(${JSON.stringify(lib)});`,
+      "process.on('SIGUSR1', () => {}); process.on('SIGTERM', () => {});",
+      "const fs = require('fs');",
+      "const st = (pid, k) => fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\\n').find((l) => l.startsWith(k + ':')).slice(k.length + 1).trim();",
+      "const p = spawn('sleep', ['5'], { stdio: 'ignore' });",
+      "const t = setInterval(() => {",
+      "  if (fs.readFileSync(`/proc/${p.pid}/comm`, 'utf8').trim() !== 'sleep') return;",
+      "  clearInterval(t);",
+      "  console.log(JSON.stringify({ parent: [st(process.pid, 'SigIgn'), st(process.pid, 'SigCgt')], child: [st(p.pid, 'SigIgn'), st(p.pid, 'SigCgt'), st(p.pid, 'SigBlk')] }));",
+      "  p.kill('SIGKILL');",
+      "}, 5);",
+    ].join('\n');
+    const file = path.join(dir, 'dispositions.js');
+    writeFileSync(file, script);
+    const sh = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const out = collect(sh.stdout);
+    expect((await sh.exited).exitCode).toBe(0);
+    const r = JSON.parse(await out) as { parent: string[]; child: string[] };
+    const bit = (mask: string, sig: number) => (BigInt(`0x${mask}`) >> BigInt(sig - 1)) & 1n;
+    // The positive control: the parent really ignores PIPE (13), XFSZ (25) and catches USR1 (10), TERM (15).
+    expect([bit(r.parent[0]!, 13), bit(r.parent[0]!, 25), bit(r.parent[1]!, 10), bit(r.parent[1]!, 15)]).toEqual([1n, 1n, 1n, 1n]);
+    expect(r.child).toEqual(['0000000000000000', '0000000000000000', '0000000000000000']);
+  });
+
   it('a child writing to a closed pipe dies of SIGPIPE (default disposition)', async () => {
     const p = spawn('sh', ['-c', 'sleep 0.2; exec yes'], { stdio: ['ignore', 'pipe', 'ignore'] });
     p.stdout!.destroy();
