@@ -258,14 +258,15 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   // after the clone, long before that, so it is then already queued and
   // this thread is woken once per spawn, not twice: a wake-up here is an
   // expensive thing, and ours used to preempt the exec'ing child on its
-  // CPU. The socket is polled for hangup alone (events 0): a helper that
-  // died is noticed at once.
+  // CPU. Both are polled for hangup alone (events 0): the child's pid,
+  // written into the pipe as it starts, must not wake us either; the
+  // pipe's POLLHUP is its EOF, and the socket's a helper that died.
   ExecReport exec_report;
   bool have_reply = false;
   int left = timeout_ms;
   r = 0;
   while (!exec_report.eof) {
-    struct pollfd p[2] = {{exec[0], POLLIN, 0}, {sock, 0, 0}};
+    struct pollfd p[2] = {{exec[0], 0, 0}, {sock, 0, 0}};
     int n = clonefd_wait(p, 2, left, &left);
     if (n == 0) {
       r = -ETIMEDOUT;
