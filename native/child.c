@@ -63,23 +63,14 @@ static long cloexec_from(int from) {
 }
 
 /* The helper's children: close (not just mark) every fd from `from` on,
-   except the two pipes that must live until exec. A child that has not
+   except the exec pipe, which must live until exec. A child that has not
    exec'd yet then holds no copy of a sibling's record pipe, which would
    delay that sibling's EOF. */
-static long close_from_except(int from, int a, int b) {
-  int keep[2] = {a < b ? a : b, a < b ? b : a};
-  int lo = from;
-  for (int k = 0; k < 2; k++) {
-    if (keep[k] < from) continue;
-    if (keep[k] > lo) {
-      long r = SYS3(__NR_close_range, lo, keep[k] - 1, 0);
-      if (r == -ENOSYS || r == -EINVAL) return walk_fds(from, a, b, 1);
-      if (r < 0) return r;
-    }
-    lo = keep[k] + 1;
-  }
-  long r = SYS3(__NR_close_range, lo, ~0U, 0);
-  if (r == -ENOSYS || r == -EINVAL) return walk_fds(from, a, b, 1);
+static long close_from_except(int from, int keep) {
+  long r = 0;
+  if (keep > from) r = SYS3(__NR_close_range, from, keep - 1, 0);
+  if (r == 0) r = SYS3(__NR_close_range, keep < from ? from : keep + 1, ~0U, 0);
+  if (r == -ENOSYS || r == -EINVAL) return walk_fds(from, keep, -1, 1);
   return r;
 }
 
@@ -89,7 +80,6 @@ void clonefd_plan_init(struct clonefd_plan *p) {
   p->cwd_fd = -1;
   p->umask = -1;
   p->err_fd = -1;
-  p->hold_fd = -1;
 }
 
 /* The 64-bit hex mask after "\n<key>" in buf: 0 when found (*out set). No
@@ -167,17 +157,12 @@ int clonefd_child_main(void *arg) {
     if (r < 0) fail(p, CLONEFD_STAGE_CHDIR, r);
   }
   if (p->umask >= 0) SYS1(__NR_umask, p->umask);
-  /* The error and hold pipes must survive the shuffle below: move them
-     above n (still close-on-exec). */
+  /* The error pipe must survive the shuffle below: move it above n
+     (still close-on-exec). */
   if (p->err_fd >= 0 && p->err_fd < n) {
     r = SYS3(__NR_fcntl, p->err_fd, F_DUPFD_CLOEXEC, n);
     if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
     p->err_fd = (int)r;
-  }
-  if (p->hold_fd >= 0 && p->hold_fd < n) {
-    r = SYS3(__NR_fcntl, p->hold_fd, F_DUPFD_CLOEXEC, n);
-    if (r < 0) fail(p, CLONEFD_STAGE_STDIO, r);
-    p->hold_fd = (int)r;
   }
 
   /* Pass 1: move every source that a target slot could clobber (an fd
@@ -225,7 +210,7 @@ int clonefd_child_main(void *arg) {
       if (fl >= 0 && (fl & O_NONBLOCK)) SYS3(__NR_fcntl, i, F_SETFL, fl & ~(long)O_NONBLOCK);
     }
   }
-  if (p->err_fd >= 0 || p->hold_fd >= 0) r = close_from_except(n, p->err_fd, p->hold_fd);
+  if (p->err_fd >= 0) r = close_from_except(n, p->err_fd);
   else r = cloexec_from(n);
   if (r < 0) fail(p, CLONEFD_STAGE_CLOSE, r);
 

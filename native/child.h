@@ -51,9 +51,6 @@ struct clonefd_plan {
      pid (int32) first, then {err, stage} (two int32) if a step fails; EOF
      after the pid alone means the exec happened. */
   int err_fd;
-  /* -1, or a CLOEXEC fd the child just keeps open until exec: its owner
-     learns from the EOF that the child no longer uses its memory. */
-  int hold_fd;
   /* 0, or a signal the child gets when the thread that created it exits
      (PR_SET_PDEATHSIG); parent_pid guards against the parent being gone
      before the prctl. */
@@ -95,12 +92,13 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd);
  * The helper's spawn: CLONE_VM|CLONE_PIDFD without CLONE_VFORK, so the
  * caller goes on serving others while the child execs, and nothing is
  * copied (no page tables, no copy-on-write faults). The child runs on
- * `stack` and reads `plan`: both must stay untouched until the child has
- * exec'd or exited (plan->hold_fd, a CLOEXEC pipe, reads EOF then).
- * Reports through plan->err_fd only. Returns the pid (and *pidfd), or
- * -errno.
+ * `stack` and reads `plan`: both must stay untouched while *in_use is not
+ * 0. It is 1 on return; the kernel zeroes it (CLONE_CHILD_CLEARTID) when
+ * the child has left the caller's memory: at its exec, or at its exit.
+ * *in_use itself must stay valid memory until then. Reports through
+ * plan->err_fd only. Returns the pid (and *pidfd), or -errno.
  */
-long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd);
+long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd, volatile int *in_use);
 
 /* 0: clone3 then clone; 1: legacy clone() only (tests and old kernels). */
 void clonefd_force_legacy_clone(int on);

@@ -5,17 +5,17 @@
  *
  * fd 0-2: /dev/null; fd 3: the control socket (HELLO messages, each with a
  * new environment socket). Single-threaded: one epoll loop over the
- * control socket, the environment sockets, each child's exec-error pipe
- * and each child's pidfd. It never blocks on a client: replies that do not
+ * control socket, the environment sockets and each child's pidfd. It never blocks on a client: replies that do not
  * fit go to a per-client queue flushed on EPOLLOUT.
  *
  * A child's life: SPAWN request → clone3(CLONE_VM|CLONE_PIDFD) running the
  * shared child setup (child.c) on a stack of ours, reporting exec errors
  * into the exec pipe Node gave us → SPAWNED (pid + pidfd) at once; Node
- * learns the exec's outcome from that pipe → our hold pipe's EOF says the
- * child left our memory (exec or exit) → pidfd readable: zombie times,
- * waitid, the 24-byte clonefd_info into the record pipe, which is then
- * closed (the contract's EOF), then EXIT to the client.
+ * learns the exec's outcome from that pipe → the kernel zeroes a word of
+ * ours when the child left our memory (exec or exit; CLONE_CHILD_CLEARTID),
+ * seen at our next spawn or reap → pidfd readable: zombie times, waitid,
+ * the 24-byte clonefd_info into the record pipe, which is then closed (the
+ * contract's EOF), then EXIT to the client.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -66,12 +66,13 @@ struct client {
 };
 
 /* What a child reads from our memory until it has exec'd (it shares it:
-   CLONE_VM without CLONE_VFORK). Freed at the exec (error pipe EOF) or
-   after the failed child was reaped, never before. */
+   CLONE_VM without CLONE_VFORK). Freed once in_use is 0 (the kernel clears
+   it when the child exec'd or exited), or after the reap, never before. */
 struct spawn_mem {
   struct clonefd_plan plan;
   struct clonefd_spawn spec; /* the decoded request: strings, stdio */
   void *stack;
+  volatile int in_use;
 };
 
 #define CHILD_STACK_SIZE (64 * 1024)
@@ -100,9 +101,9 @@ static void free_spawn_mem(struct spawn_mem *m) {
 }
 
 struct child {
-  struct child *next;
-  struct spawn_mem *mem; /* until the child exec'd or exited */
-  int hold;              /* read end of the hold pipe while mem is held */
+  struct child *next, *prev;
+  struct spawn_mem *mem;      /* until the child exec'd or exited */
+  struct child *next_holding; /* in `holding` while mem is set */
   pid_t pid;
   int pidfd;
   int record;  /* the record pipe's write end */
@@ -113,7 +114,7 @@ struct child {
 
 /* epoll data: a tagged pointer (low 3 bits; every pointer here comes from
    malloc, so they are free) to what became ready. */
-enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_HOLD = 3, TAG_PIDFD = 4 };
+enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_PIDFD = 4 };
 #define TAG_MASK 7u
 
 static int epfd = -1;
@@ -124,8 +125,11 @@ static struct client *graveyard[CLONEFD_MAX_FDS];
 static size_t ngraveyard;
 static struct client **clients;
 static size_t nclients, cap_clients;
-static struct child *children;
+static struct child *children; /* doubly linked: a reap removes in O(1) */
 static size_t nchildren;
+/* Children whose spawn memory is still held: swept at each spawn and reap
+   (no wake-up of ours per exec: the exec'ing child keeps its CPU). */
+static struct child *holding;
 
 static uint64_t tagged(void *p, enum tag t) { return (uint64_t)(uintptr_t)p | (uint64_t)t; }
 _Static_assert(_Alignof(max_align_t) >= 8, "malloc'd pointers leave 3 tag bits");
@@ -298,7 +302,10 @@ static ssize_t recv_msg(int fd, void *buf, size_t len, int *fds, int *nfds, int 
 static void remove_child(struct child *ch);
 static void release_mem(struct child *ch);
 
+static void sweep_holding(void);
+
 static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, size_t len, int *fds, int nfds) {
+  sweep_holding();
   struct spawn_mem *m = calloc(1, sizeof *m);
   struct child *ch = NULL;
   int err = ENOMEM;
@@ -328,15 +335,7 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
     goto bad;
   }
   plan->err_fd = spec->exec_fd; /* Node's exec pipe */
-  int hold[2];
-  if (pipe2(hold, O_CLOEXEC) < 0) {
-    err = errno;
-    goto bad;
-  }
-  plan->hold_fd = hold[1];
   if (!(ch = calloc(1, sizeof *ch))) {
-    close(hold[0]);
-    close(hold[1]);
     err = ENOMEM;
     goto bad;
   }
@@ -344,10 +343,8 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
      serving every other environment while the child execs (a binary on a
      stalled mount stalls only its own spawn). */
   int pidfd = -1;
-  long pid = clonefd_spawn_shared(plan, m->stack, CHILD_STACK_SIZE, &pidfd);
-  close(hold[1]);
+  long pid = clonefd_spawn_shared(plan, m->stack, CHILD_STACK_SIZE, &pidfd, &m->in_use);
   if (pid < 0) {
-    close(hold[0]);
     free(ch);
     free_spawn_mem(m);
     close_fds(fds, nfds); /* our exec pipe copy too: Node sees EOF, then this */
@@ -361,7 +358,8 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   close_fds(fds, nfds);
   fcntl(record, F_SETFL, O_NONBLOCK); /* never block on one client's pipe */
   ch->mem = m;
-  ch->hold = hold[0];
+  ch->next_holding = holding;
+  holding = ch;
   ch->pid = (pid_t)pid;
   ch->pidfd = pidfd;
   ch->record = record;
@@ -369,14 +367,10 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   ch->kill_with_parent = (spec->req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
   ch->client = c;
   ch->next = children;
+  if (children) children->prev = ch;
   children = ch;
   nchildren++;
   c->children++;
-  /* If either watch fails, the memory is simply kept until the reap. */
-  if (watch(ch->hold, EPOLLIN, ch, TAG_HOLD, EPOLL_CTL_ADD) < 0) {
-    close(ch->hold);
-    ch->hold = -1;
-  }
   int theirs = fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
   if (theirs < 0 || watch(pidfd, EPOLLIN, ch, TAG_PIDFD, EPOLL_CTL_ADD) < 0) {
     int watch_err = errno ? errno : ENOMEM;
@@ -405,12 +399,9 @@ bad:
 }
 
 static void remove_child(struct child *ch) {
-  for (struct child **pp = &children; *pp; pp = &(*pp)->next) {
-    if (*pp == ch) {
-      *pp = ch->next;
-      break;
-    }
-  }
+  if (ch->prev) ch->prev->next = ch->next;
+  else children = ch->next;
+  if (ch->next) ch->next->prev = ch->prev;
   nchildren--;
   if (ch->client) ch->client->children--;
   free(ch);
@@ -418,24 +409,30 @@ static void remove_child(struct child *ch) {
 
 /* The child left our memory (it exec'd, or exited): free its spawn data. */
 static void release_mem(struct child *ch) {
-  if (ch->hold >= 0) {
-    epoll_ctl(epfd, EPOLL_CTL_DEL, ch->hold, NULL);
-    close(ch->hold);
-    ch->hold = -1;
+  if (!ch->mem) return;
+  for (struct child **pp = &holding; *pp; pp = &(*pp)->next_holding) {
+    if (*pp == ch) {
+      *pp = ch->next_holding;
+      break;
+    }
   }
   free_spawn_mem(ch->mem);
   ch->mem = NULL;
 }
 
-static void on_hold(struct child *ch) {
-  char b;
-  ssize_t n;
-  do n = read(ch->hold, &b, 1);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == EAGAIN) return;
-  /* EOF: the hold pipe's last write end closed at the child's execve,
-     after it switched to its new address space; or at its exit. */
-  release_mem(ch);
+/* Frees the spawn memory of every child that has left it. The list is
+   short (the spawns whose exec was still under way at the last sweep). */
+static void sweep_holding(void) {
+  for (struct child **pp = &holding; *pp;) {
+    struct child *ch = *pp;
+    if (__atomic_load_n(&ch->mem->in_use, __ATOMIC_ACQUIRE) == 0) {
+      *pp = ch->next_holding;
+      free_spawn_mem(ch->mem);
+      ch->mem = NULL;
+    } else {
+      pp = &ch->next_holding;
+    }
+  }
 }
 
 static void on_exit_ready(struct child *ch) {
@@ -445,6 +442,7 @@ static void on_exit_ready(struct child *ch) {
   epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
   close(ch->pidfd);
   release_mem(ch); /* reaped: it certainly runs on nothing of ours */
+  sweep_holding();
   struct clonefd_exit_msg msg;
   clonefd_exit_msg_init(&msg, ch->id, &rec);
   if (r == 0) {
@@ -579,9 +577,6 @@ int main(void) {
           break;
         case TAG_EVENTS:
           on_events(p, ev[i].events);
-          break;
-        case TAG_HOLD:
-          on_hold(p);
           break;
         case TAG_PIDFD:
           on_exit_ready(p);

@@ -74,13 +74,17 @@ const char *clonefd_clone_path(void) {
 }
 
 /* clone3 (or legacy clone) of clonefd_child_main(plan) on the given stack,
-   sharing the caller's memory, with every signal blocked around it.
-   Returns the pid or -errno. */
-static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, int vfork, int *pidfd) {
+   sharing the caller's memory, with every signal blocked around it. With
+   in_use, the kernel zeroes that word when the child leaves our memory
+   (CLONE_CHILD_CLEARTID: at its exec's switch to a new address space, or
+   at its exit). Returns the pid or -errno. */
+static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, int vfork, int *pidfd,
+                           volatile int *in_use) {
   uint64_t all = ~0ULL, saved = 0;
   long pid = -ENOSYS;
   int legacy = __atomic_load_n(&legacy_only, __ATOMIC_RELAXED);
-  uint64_t shared = CLONE_VM | CLONE_PIDFD | (vfork ? CLONE_VFORK : 0);
+  uint64_t shared = CLONE_VM | CLONE_PIDFD | (vfork ? CLONE_VFORK : 0) | (in_use ? CLONE_CHILD_CLEARTID : 0);
+  if (in_use) *in_use = 1;
 
   /* Block everything with the raw call: libc's pthread_sigmask would leave
      its internal signals open, and a handler of the parent must never run
@@ -94,6 +98,7 @@ static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, 
     args.exit_signal = 0; /* no SIGCHLD (until exec; see the README) */
     args.stack = (uint64_t)(uintptr_t)stack;
     args.stack_size = size;
+    args.child_tid = (uint64_t)(uintptr_t)in_use;
     pid = clonefd_clone3_run(&args, sizeof args, clonefd_child_main, plan);
     /* ENOSYS: no clone3 (< 5.3). EPERM: container seccomp profiles refuse
        clone3 without CAP_SYS_ADMIN. EINVAL: clone3 without
@@ -105,7 +110,7 @@ static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, 
   }
   if (legacy) {
     /* CLONE_PIDFD makes clone() store the pidfd through parent_tid. */
-    pid = clone(clonefd_child_main, stack + size, (int)shared, plan, pidfd, NULL, NULL);
+    pid = clone(clonefd_child_main, stack + size, (int)shared, plan, pidfd, NULL, in_use);
     if (pid < 0) pid = -errno;
   }
   SYS4(__NR_rt_sigprocmask, SIG_SETMASK, &saved, NULL, KERNEL_SIGSET_SIZE);
@@ -120,7 +125,7 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
   int pidfd = -1;
   plan->err = 0;
   plan->stage = CLONEFD_STAGE_NONE;
-  long pid = clone_on_stack(plan, stack, sizeof stack, 1, &pidfd);
+  long pid = clone_on_stack(plan, stack, sizeof stack, 1, &pidfd, NULL);
   if (pid < 0) {
     plan->stage = CLONEFD_STAGE_CLONE;
     return pid;
@@ -138,9 +143,9 @@ long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
   return pid;
 }
 
-long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd) {
+long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd, volatile int *in_use) {
   plan->err = 0;
   plan->stage = CLONEFD_STAGE_NONE;
   *pidfd = -1;
-  return clone_on_stack(plan, (char *)stack, size, 0, pidfd);
+  return clone_on_stack(plan, (char *)stack, size, 0, pidfd, in_use);
 }

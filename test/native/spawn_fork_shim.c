@@ -10,11 +10,12 @@
  * clone()". So that valgrind can check the helper at all, its spawn here is
  * a fork-like clone (CLONE_PIDFD, exit signal 0: no shared memory) that runs
  * the same clonefd_child_main(plan) from native/child.c. Everything the
- * helper does around the spawn (decode, plan, stack cache, hold/exec/record
+ * helper does around the spawn (decode, plan, stack cache, exec/record
  * pipes, pidfd watch, reap, EXIT) is the real code; only the address-space
  * sharing differs, which is also what ASan cannot look at (child-side code
- * is left uninstrumented there). The hold pipe still reaches EOF at the
- * child's exec or exit, so spawn memory is freed on the real code path.
+ * is left uninstrumented there). The child has its own copy of the spawn
+ * memory, so its in-use word is 0 at once and the helper frees that memory
+ * at its next sweep, on the real code path.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,9 +43,10 @@ static long fork_run(struct clonefd_plan *plan, int *pidfd) {
   return pid;
 }
 
-long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd) {
+long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, int *pidfd, volatile int *in_use) {
   (void)stack;
   (void)size;
+  *in_use = 0; /* nothing of ours is shared with a forked child */
   plan->err = 0;
   plan->stage = CLONEFD_STAGE_NONE;
   *pidfd = -1;
@@ -54,7 +56,8 @@ long clonefd_spawn_shared(struct clonefd_plan *plan, void *stack, size_t size, i
 /* Not used by the helper; defined so that the helper links. */
 long clonefd_spawn_vfork(struct clonefd_plan *plan, int *pidfd_out) {
   int pidfd = -1;
-  long pid = clonefd_spawn_shared(plan, 0, 0, &pidfd);
+  volatile int in_use;
+  long pid = clonefd_spawn_shared(plan, 0, 0, &pidfd, &in_use);
   if (pid >= 0) *pidfd_out = pidfd;
   return pid;
 }
