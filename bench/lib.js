@@ -257,6 +257,105 @@ function childMain(fn) {
   });
 }
 
+// ---- workers: long-lived subprocesses that measure on request ------------
+
+/**
+ * Starts `node [execArgv] script --worker <json>`, a subprocess that sets
+ * itself up (holds memory, starts idle children) and then measures on
+ * request, so that contenders living in different processes can still be
+ * interleaved block by block. Messages are JSON lines: the worker writes
+ * one when it is ready, then one answer per request.
+ *
+ * Returns { ready, request(msg), close() }: `ready` resolves with the
+ * worker's first line; request() with its answer (bounded by `timeoutMs`);
+ * close() asks it to quit (it reaps its children and reports leftovers)
+ * and resolves with its last line, killing it if it does not go in time.
+ */
+function startWorker(script, args, { execArgv = [], timeoutMs }) {
+  const what = `${path.basename(script)} ${JSON.stringify(args)}`;
+  const child = cp.spawn(process.execPath, [...execArgv, script, '--worker', JSON.stringify(args)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const waiting = []; // answers are in request order
+  let buffered = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    buffered += d;
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      const w = waiting.shift();
+      if (!w) continue;
+      let msg;
+      try { msg = JSON.parse(line); } catch { w.reject(new Error(`${what}: not JSON: ${line.slice(0, 200)}`)); continue; }
+      if (msg.error) w.reject(new Error(`${what}: ${msg.error}`));
+      else w.resolve(msg);
+    }
+  });
+  const exited = new Promise((resolve) => {
+    child.once('close', (code, signal) => {
+      for (const w of waiting.splice(0)) w.reject(new Error(`${what} exited with ${code ?? signal}`));
+      resolve(code ?? signal);
+    });
+  });
+  child.stdin.on('error', () => {}); // a worker that died: its 'close' rejects what waits
+  const answer = (ms, label) => bounded(new Promise((resolve, reject) => waiting.push({ resolve, reject })), ms, `${what}: ${label}`);
+  const ready = answer(timeoutMs, 'ready');
+  const request = (msg) => {
+    const p = answer(timeoutMs, msg.op);
+    child.stdin.write(`${JSON.stringify(msg)}\n`);
+    return p;
+  };
+  const close = async () => {
+    try {
+      const last = await request({ op: 'quit' });
+      await bounded(exited, timeoutMs, `${what}: exit`);
+      return last;
+    } catch (err) {
+      child.kill('SIGKILL');
+      await exited;
+      throw err;
+    }
+  };
+  ready.catch(() => {}); // awaited by the caller; close() reports a worker that never got ready
+  return { ready, request, close };
+}
+
+/**
+ * The worker side of startWorker(): `setup(args)` resolves with a state
+ * and what to say when ready; then each request line runs
+ * `handlers[msg.op](state, msg)` (one at a time) and its result is written
+ * back; 'quit' runs `teardown(state)`, writes this process's leftover
+ * children and exits. A closed stdin (the bench died) also tears down.
+ */
+function workerMain({ setup, teardown, handlers }) {
+  const args = JSON.parse(process.argv[process.argv.indexOf('--worker') + 1]);
+  const write = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+  const fail = (err) => write({ error: String(err && err.stack || err) });
+  let state;
+  let queue = setup(args).then((r) => { state = r.state; write(r.ready ?? {}); });
+  queue.catch((err) => { fail(err); process.exit(1); });
+  const quit = async () => {
+    await teardown(state);
+    await sleep(50); // let the last exits be reaped before looking
+    write({ leftoverChildren: leftoverChildren() });
+    process.exit(0);
+  };
+  let buffered = '';
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (d) => {
+    buffered += d;
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const msg = JSON.parse(buffered.slice(0, nl));
+      buffered = buffered.slice(nl + 1);
+      queue = queue.then(() => (msg.op === 'quit' ? quit() : handlers[msg.op](state, msg).then(write))).catch(fail);
+    }
+  });
+  process.stdin.on('end', () => { queue = queue.then(quit, quit); });
+}
+
 // ---- children ---------------------------------------------------------------
 
 /** This process's descendants other than clonefd's helper: [pid, command] */
@@ -292,10 +391,11 @@ function helperPid() {
   return null;
 }
 
-/** Resident set size of process `pid` in bytes (from /proc/<pid>/statm). */
+/** Resident set size of process `pid` in bytes (VmRSS of /proc/<pid>/status: kB, whatever the page size). */
 function rssOf(pid) {
-  const pages = Number(fs.readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
-  return pages * 4096;
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
 }
 
 function fdCount() {
@@ -412,7 +512,7 @@ module.exports = {
   interleave, roundMedian, pairedRatio,
   target, printTargets, printTable, x, num,
   machineInfo, buildFloor, runFloor,
-  runChild, childMain,
+  runChild, childMain, startWorker, workerMain,
   leftoverChildren, helperPid, rssOf, fdCount,
   CHILD_MS, starters, coreExit, cpExit, exitOf, killChild, timeSpawn, startIdle, killAll, clonefd, dropin,
   writeResults,

@@ -2,9 +2,15 @@
 // children (`sleep 1000`) stay alive. libuv answers every SIGCHLD by
 // trying waitpid() on each child it still has, so node's cost grows with
 // the number alive; clonefd watches one pidfd per child and has no such
-// scan. Each contender has its own idle children (the ones its own
-// machinery would look at), all alive together while the churns are
-// interleaved; they are killed and reaped through the handles held.
+// scan.
+//
+// Each contender runs in a worker subprocess of its own (this file with
+// --worker) holding its own idle children: in one process the helper's
+// fds (two per child) would be in the fd table that the direct engine's
+// and node's children inherit and close at exec, and node's handles in
+// the loop clonefd runs in. The bench interleaves churn blocks between the
+// three workers; each kills and reaps its idle children (by the handles
+// it holds) when told to quit.
 'use strict';
 const lib = require('../lib');
 
@@ -16,26 +22,60 @@ const counts = {
 
 const CONTENDERS = ['helper', 'direct', 'node'];
 
+// ---- the worker: one contender, its idle children ---------------------------
+
+const worker = {
+  async setup({ name, idle }) {
+    const kids = await lib.startIdle(name, idle);
+    return { state: { name, kids }, ready: { fds: lib.fdCount() } };
+  },
+  async teardown(state) {
+    if (state) await lib.killAll(state.kids);
+  },
+  handlers: {
+    // n timed /bin/true spawns, one after another
+    async churn({ name }, { n }) {
+      const samples = [];
+      for (let i = 0; i < n; i++) samples.push(await lib.timeSpawn(name, '/bin/true', []));
+      return { samples };
+    },
+  },
+};
+
+// ---- the bench side ---------------------------------------------------------
+
 async function run(ctx) {
   const c = ctx.counts;
   const levels = [];
+  const leftoverChildren = [];
   for (const idle of c.levels) {
-    const held = {};
+    const workers = {};
     try {
       const t0 = Date.now();
-      for (const name of CONTENDERS) held[name] = await lib.startIdle(name, idle);
+      for (const name of CONTENDERS) {
+        workers[name] = lib.startWorker(__filename, { name, idle }, { timeoutMs: 120_000 + idle * 30 });
+      }
+      // Started together: the idle children come up on both CPUs at once; nothing is timed yet.
+      const ready = {};
+      for (const name of CONTENDERS) ready[name] = await workers[name].ready;
       const startSeconds = lib.round((Date.now() - t0) / 1000, 1);
-      const contenders = Object.fromEntries(CONTENDERS.map((name) => [name, () => lib.timeSpawn(name, '/bin/true', [])]));
+      const contenders = Object.fromEntries(CONTENDERS.map((name) => [name, {
+        block: async (n) => (await workers[name].request({ op: 'churn', n })).samples,
+      }]));
       const samples = await lib.interleave(contenders, c);
       levels.push({
         idle,
         startSeconds,
+        fdsPerWorker: Object.fromEntries(CONTENDERS.map((n) => [n, ready[n].fds])),
         medianUs: Object.fromEntries(CONTENDERS.map((n) => [n, lib.round(lib.roundMedian(samples[n].us))])),
         speedupVsNode: Object.fromEntries(CONTENDERS.filter((n) => n !== 'node').map((n) => [n, lib.round(lib.pairedRatio(samples.node.us, samples[n].us), 2)])),
       });
     } finally {
-      // Reaped whatever happened above, before the next level starts.
-      for (const kids of Object.values(held)) await lib.killAll(kids);
+      // Every worker reaps its children before the next level starts, whatever happened above.
+      const closed = await Promise.allSettled(Object.values(workers).map((w) => w.close()));
+      for (const r of closed) if (r.status === 'fulfilled') leftoverChildren.push(...r.value.leftoverChildren);
+      const failed = closed.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     }
   }
   // Levels run one after another (not interleaved): the ratio to 0 is
@@ -45,11 +85,11 @@ async function run(ctx) {
   const targets = ['helper', 'direct'].map((n) => lib.target(`${n} with ${top.idle} idle children to ${n} with none`, top.ratioToNone[n], '<=', 1.3));
   const medians = {};
   for (const l of levels) for (const n of CONTENDERS) medians[`${n} @ ${l.idle} idle`] = l.medianUs[n];
-  return { rounds: c.rounds, churnPerContender: c.rounds * c.perRound, levels, medians, targets };
+  return { rounds: c.rounds, churnPerContender: c.rounds * c.perRound, levels, medians, targets, leftoverChildren };
 }
 
 function print(r) {
-  console.log(`/bin/true × ${r.churnPerContender} per contender while its own idle children live, ${r.rounds} interleaved rounds`);
+  console.log(`/bin/true × ${r.churnPerContender} per contender while its own idle children live (a worker process each), ${r.rounds} interleaved rounds`);
   console.log('');
   lib.printTable(
     ['idle children', 'helper µs', 'direct µs', 'node µs', 'helper to none', 'direct to none', 'node to none', 'helper vs node', 'direct vs node'],
@@ -60,7 +100,10 @@ function print(r) {
     ]),
   );
   console.log('  ("to none": the median over the same contender\'s with no idle children, levels measured one after another)');
+  console.log(`  (open fds in each worker at ${r.levels[r.levels.length - 1].idle}: ${Object.entries(r.levels[r.levels.length - 1].fdsPerWorker).map(([n, f]) => `${n} ${f}`).join(', ')})`);
   lib.printTargets(r.targets);
 }
+
+if (require.main === module) lib.workerMain(worker);
 
 module.exports = { name: 'livechildren', title: 'Many live children', counts, run, print };
