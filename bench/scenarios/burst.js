@@ -6,7 +6,7 @@
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 3, children: 4000 },
+  full: { rounds: 2, children: 4000 },
   quick: { rounds: 2, children: 500 },
   smoke: { rounds: 1, children: 20 },
 };

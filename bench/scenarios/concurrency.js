@@ -7,7 +7,7 @@
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 3, total: 10_000, inFlight: 64 },
+  full: { rounds: 2, total: 10_000, inFlight: 64 },
   quick: { rounds: 2, total: 1000, inFlight: 64 },
   smoke: { rounds: 1, total: 100, inFlight: 64 },
 };

@@ -4,13 +4,15 @@
 // the number alive; clonefd watches one pidfd per child and has no such
 // scan.
 //
-// Each contender runs in a worker subprocess of its own (this file with
-// --worker) holding its own idle children: in one process the helper's
-// fds (two per child) would be in the fd table that the direct engine's
-// and node's children inherit and close at exec, and node's handles in
-// the loop clonefd runs in. The bench interleaves churn blocks between the
-// three workers; each kills and reaps its idle children (by the handles
-// it holds) when told to quit.
+// Each contender, at each number of idle children, is a worker subprocess
+// of its own (this file with --worker) holding its own idle children: in
+// one process the helper's fds (two per child) would be in the fd table
+// that the direct engine's and node's children inherit and close at exec,
+// and node's handles in the loop clonefd runs in. All the workers are
+// alive together and the bench interleaves churn blocks between them, so
+// "to none" is a ratio of blocks measured side by side, like "vs node".
+// Each worker kills and reaps its idle children (by the handles it holds)
+// when told to quit.
 'use strict';
 const lib = require('../lib');
 
@@ -46,41 +48,42 @@ const worker = {
 
 async function run(ctx) {
   const c = ctx.counts;
-  const levels = [];
+  const workers = {};
   const leftoverChildren = [];
-  for (const idle of c.levels) {
-    const workers = {};
-    try {
-      const t0 = Date.now();
+  const levels = [];
+  try {
+    const t0 = Date.now();
+    for (const idle of c.levels) {
       for (const name of CONTENDERS) {
-        workers[name] = lib.startWorker(__filename, { name, idle }, { timeoutMs: 120_000 + idle * 30 });
+        workers[`${name} @ ${idle}`] = lib.startWorker(__filename, { name, idle }, { timeoutMs: 120_000 + idle * 30 });
       }
-      // Started together: the idle children come up on both CPUs at once; nothing is timed yet.
-      const ready = {};
-      for (const name of CONTENDERS) ready[name] = await workers[name].ready;
-      const startSeconds = lib.round((Date.now() - t0) / 1000, 1);
-      const contenders = Object.fromEntries(CONTENDERS.map((name) => [name, {
-        block: async (n) => (await workers[name].request({ op: 'churn', n })).samples,
-      }]));
-      const samples = await lib.interleave(contenders, c);
+    }
+    // Started together: the idle children come up on both CPUs at once; nothing is timed yet.
+    const ready = {};
+    for (const [key, w] of Object.entries(workers)) ready[key] = await w.ready;
+    const startSeconds = lib.round((Date.now() - t0) / 1000, 1);
+    const contenders = Object.fromEntries(Object.entries(workers).map(([key, w]) => [key, {
+      block: async (n) => (await w.request({ op: 'churn', n })).samples,
+    }]));
+    const s = await lib.interleave(contenders, c);
+    for (const idle of c.levels) {
+      const at = (name, i = idle) => s[`${name} @ ${i}`].us;
       levels.push({
         idle,
         startSeconds,
-        fdsPerWorker: Object.fromEntries(CONTENDERS.map((n) => [n, ready[n].fds])),
-        medianUs: Object.fromEntries(CONTENDERS.map((n) => [n, lib.round(lib.roundMedian(samples[n].us))])),
-        speedupVsNode: Object.fromEntries(CONTENDERS.filter((n) => n !== 'node').map((n) => [n, lib.round(lib.pairedRatio(samples.node.us, samples[n].us), 2)])),
+        fds: Object.fromEntries(CONTENDERS.map((n) => [n, ready[`${n} @ ${idle}`].fds])),
+        medianUs: Object.fromEntries(CONTENDERS.map((n) => [n, lib.round(lib.roundMedian(at(n)))])),
+        ratioToNone: Object.fromEntries(CONTENDERS.map((n) => [n, lib.round(lib.pairedRatio(at(n), at(n, c.levels[0])), 2)])),
+        speedupVsNode: Object.fromEntries(CONTENDERS.filter((n) => n !== 'node').map((n) => [n, lib.round(lib.pairedRatio(at('node'), at(n)), 2)])),
       });
-    } finally {
-      // Every worker reaps its children before the next level starts, whatever happened above.
-      const closed = await Promise.allSettled(Object.values(workers).map((w) => w.close()));
-      for (const r of closed) if (r.status === 'fulfilled') leftoverChildren.push(...r.value.leftoverChildren);
-      const failed = closed.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
     }
+  } finally {
+    // Every worker reaps its children, whatever happened above.
+    const closed = await Promise.allSettled(Object.values(workers).map((w) => w.close()));
+    for (const r of closed) if (r.status === 'fulfilled') leftoverChildren.push(...r.value.leftoverChildren);
+    const failed = closed.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
-  // Levels run one after another (not interleaved): the ratio to 0 is
-  // between medians measured seconds to a minute apart.
-  for (const l of levels) l.ratioToNone = Object.fromEntries(CONTENDERS.map((n) => [n, lib.round(l.medianUs[n] / levels[0].medianUs[n], 2)]));
   const top = levels[levels.length - 1];
   const targets = ['helper', 'direct'].map((n) => lib.target(`${n} with ${top.idle} idle children to ${n} with none`, top.ratioToNone[n], '<=', 1.3));
   const medians = {};
@@ -89,7 +92,7 @@ async function run(ctx) {
 }
 
 function print(r) {
-  console.log(`/bin/true × ${r.churnPerContender} per contender while its own idle children live (a worker process each), ${r.rounds} interleaved rounds`);
+  console.log(`/bin/true × ${r.churnPerContender} per contender while its own idle children live (a worker process each, all alive together), ${r.rounds} interleaved rounds`);
   console.log('');
   lib.printTable(
     ['idle children', 'helper µs', 'direct µs', 'node µs', 'helper to none', 'direct to none', 'node to none', 'helper vs node', 'direct vs node'],
@@ -99,8 +102,9 @@ function print(r) {
       lib.x(l.speedupVsNode.helper), lib.x(l.speedupVsNode.direct),
     ]),
   );
-  console.log('  ("to none": the median over the same contender\'s with no idle children, levels measured one after another)');
-  console.log(`  (open fds in each worker at ${r.levels[r.levels.length - 1].idle}: ${Object.entries(r.levels[r.levels.length - 1].fdsPerWorker).map(([n, f]) => `${n} ${f}`).join(', ')})`);
+  const top = r.levels[r.levels.length - 1];
+  console.log('  ("to none": this contender\'s time over its time in the worker with no idle children, block by block)');
+  console.log(`  (open fds in the workers with ${top.idle}: ${Object.entries(top.fds).map(([n, f]) => `${n} ${f}`).join(', ')}; all ${r.levels.reduce((a, l) => a + l.idle, 0) * 3} idle children started in ${top.startSeconds} s)`);
   lib.printTargets(r.targets);
 }
 
