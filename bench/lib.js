@@ -61,8 +61,9 @@ function sleep(ms) {
  * perRound: samples per block, a number or { name: number } (a slow
  *   contender may take fewer).
  * warmup: samples per contender before round 1, not recorded.
- * The order rotates each round (A B C, B C A, C A B, ...): still
- * interleaved, and no contender always runs right after the same other one.
+ * The first contender rotates each round (A B C, B C A, C A B, ...):
+ * still interleaved, and none always goes first (right after the previous
+ * round's, or the previous scenario's, last block).
  *
  * Returns { name: { metric: [[round 1 samples], [round 2 samples], ...] } }.
  */
@@ -470,6 +471,7 @@ async function timeSpawn(name, file, args) {
  */
 async function startIdle(name, n) {
   const kids = [];
+  const started = [];
   try {
     for (let i = 0; i < n; i++) {
       const child = starters[name]('sleep', ['1000']);
@@ -477,9 +479,13 @@ async function startIdle(name, n) {
       entry.exit.catch(() => {}); // awaited in killAll(); no unhandled rejection meanwhile
       kids.push(entry);
       if (name === 'node' || name === 'drop-in') {
-        await bounded(new Promise((resolve, reject) => { child.once('spawn', resolve); child.once('error', reject); }), CHILD_MS, `${name}: idle child ${i} to start`);
+        const s = new Promise((resolve, reject) => { child.once('spawn', resolve); child.once('error', reject); });
+        s.catch(() => {}); // awaited below
+        started.push(s);
       }
     }
+    // Node's 'spawn' events, awaited together at the end (one loop turn per child otherwise).
+    await bounded(Promise.all(started), CHILD_MS + n * 20, `${name}: ${n} idle children to start`);
     return kids;
   } catch (err) {
     await killAll(kids);

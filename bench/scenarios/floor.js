@@ -8,8 +8,8 @@
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 10, perRound: 200 },
-  quick: { rounds: 4, perRound: 100 },
+  full: { rounds: 8, perRound: 150 },
+  quick: { rounds: 3, perRound: 100 },
   smoke: { rounds: 2, perRound: 10 },
 };
 

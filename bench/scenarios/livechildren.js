@@ -17,8 +17,8 @@
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 5, perRound: 60, warmup: 5, levels: [0, 1000, 4000] },
-  quick: { rounds: 3, perRound: 30, warmup: 3, levels: [0, 500] },
+  full: { rounds: 4, perRound: 50, warmup: 5, levels: [0, 1000, 4000] },
+  quick: { rounds: 3, perRound: 15, warmup: 3, levels: [0, 500] },
   smoke: { rounds: 2, perRound: 3, warmup: 1, levels: [0, 20] },
 };
 

@@ -13,8 +13,8 @@
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 3, children: 1000 },
-  quick: { rounds: 2, children: 200 },
+  full: { rounds: 2, children: 1000 },
+  quick: { rounds: 1, children: 200 },
   smoke: { rounds: 1, children: 50 },
 };
 

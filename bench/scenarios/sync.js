@@ -6,8 +6,8 @@ const cp = require('node:child_process');
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 10, perRound: 100, warmup: 10 },
-  quick: { rounds: 4, perRound: 30, warmup: 5 },
+  full: { rounds: 8, perRound: 60, warmup: 10 },
+  quick: { rounds: 3, perRound: 20, warmup: 5 },
   smoke: { rounds: 2, perRound: 3, warmup: 1 },
 };
 
