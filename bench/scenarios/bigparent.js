@@ -16,8 +16,8 @@ const v8 = require('node:v8');
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 5, perRound: 30, warmup: 3, sizes: [256, 1024, 4096], kinds: ['buffers', 'objects'] },
-  quick: { rounds: 3, perRound: 15, warmup: 3, sizes: [256], kinds: ['buffers'] },
+  full: { rounds: 4, perRound: 30, warmup: 3, sizes: [256, 1024, 4096], kinds: ['buffers', 'objects'] },
+  quick: { rounds: 3, perRound: 10, warmup: 3, sizes: [256], kinds: ['buffers'] },
   smoke: { rounds: 2, perRound: 3, warmup: 1, sizes: [16], kinds: ['buffers', 'objects'] },
 };
 

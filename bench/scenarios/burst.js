@@ -10,7 +10,7 @@ const lib = require('../lib');
 
 const counts = {
   full: { rounds: 1, children: 4000 },
-  quick: { rounds: 1, children: 500 },
+  quick: { rounds: 1, children: 150 },
   smoke: { rounds: 1, children: 20 },
 };
 

@@ -11,7 +11,7 @@ const lib = require('../lib');
 
 const counts = {
   full: { rounds: 1, total: 10_000, inFlight: 64 },
-  quick: { rounds: 1, total: 1000, inFlight: 64 },
+  quick: { rounds: 1, total: 300, inFlight: 64 },
   smoke: { rounds: 1, total: 100, inFlight: 64 },
 };
 

@@ -14,7 +14,7 @@ const lib = require('../lib');
 
 const counts = {
   full: { forks: 40, pings: 2000 },
-  quick: { forks: 6, pings: 300 },
+  quick: { forks: 4, pings: 300 },
   smoke: { forks: 2, pings: 100 },
 };
 

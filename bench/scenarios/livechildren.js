@@ -17,8 +17,8 @@
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 4, perRound: 50, warmup: 5, levels: [0, 1000, 4000] },
-  quick: { rounds: 3, perRound: 15, warmup: 3, levels: [0, 500] },
+  full: { rounds: 3, perRound: 50, warmup: 5, levels: [0, 1000, 4000] },
+  quick: { rounds: 3, perRound: 10, warmup: 3, levels: [0, 150] },
   smoke: { rounds: 2, perRound: 3, warmup: 1, levels: [0, 20] },
 };
 

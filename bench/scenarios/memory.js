@@ -14,7 +14,7 @@ const lib = require('../lib');
 
 const counts = {
   full: { rounds: 2, children: 1000 },
-  quick: { rounds: 1, children: 200 },
+  quick: { rounds: 1, children: 100 },
   smoke: { rounds: 1, children: 50 },
 };
 

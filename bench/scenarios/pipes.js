@@ -11,7 +11,7 @@ const lib = require('../lib');
 const MiB = 2 ** 20;
 const counts = {
   full: { streamRounds: 2, bytes: 1024 * MiB, captureRounds: 5, perRound: 60, warmup: 5 },
-  quick: { streamRounds: 2, bytes: 64 * MiB, captureRounds: 3, perRound: 15, warmup: 3 },
+  quick: { streamRounds: 2, bytes: 32 * MiB, captureRounds: 3, perRound: 10, warmup: 3 },
   smoke: { streamRounds: 1, bytes: 4 * MiB, captureRounds: 2, perRound: 3, warmup: 1 },
 };
 

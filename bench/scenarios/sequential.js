@@ -7,7 +7,7 @@ const cp = require('node:child_process');
 const lib = require('../lib');
 
 const counts = {
-  full: { rounds: 8, perRound: 120, warmup: 20 },
+  full: { rounds: 6, perRound: 120, warmup: 20 },
   quick: { rounds: 3, perRound: 30, warmup: 5 },
   smoke: { rounds: 2, perRound: 5, warmup: 2 },
 };
