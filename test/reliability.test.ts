@@ -305,6 +305,46 @@ describe('2+3. worker.terminate() while workers spawn', () => {
 
 // ---------------------------------------------------------------------------
 describe('4. a SIGSTOPped helper', () => {
+  // The deadline is the helper's, not the child's: a child whose execve
+  // takes long (its executable under a file lease, as on a slow NFS or FUSE
+  // path) while the helper answered at once must be waited for, as Node
+  // does. Found by the red team of issue 11: for a while the wait for the
+  // exec counted against CLONEFD_HELPER_TIMEOUT_MS and such a spawn threw
+  // ERR_CLONEFD_HELPER_UNRESPONSIVE and abandoned a healthy helper.
+  it('a child whose exec takes longer than the deadline is waited for, not blamed on the helper', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'clonefd-slowexec-'));
+    const exe = path.join(dir, 'slowtrue');
+    cpSync('/bin/true', exe);
+    const leased = path.join(dir, 'leased');
+    const holder = nodeCp.spawn('python3', ['-c', [
+      'import fcntl, os, signal, sys, time',
+      'signal.signal(signal.SIGIO, signal.SIG_IGN)',
+      `fd = os.open(${JSON.stringify(exe)}, os.O_RDONLY)`,
+      'fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)', // F_SETLEASE: an open for exec blocks until it goes
+      `open(${JSON.stringify(leased)}, 'w').close()`,
+      'time.sleep(1.5)',
+      'os.close(fd)',
+    ].join('\n')], { stdio: 'inherit' });
+    const saved = process.env.CLONEFD_HELPER_TIMEOUT_MS;
+    try {
+      expect(await waitFor(() => readdirSync(dir).includes('leased'), 10000)).toBe(true);
+      process.env.CLONEFD_HELPER_TIMEOUT_MS = '400';
+      const t0 = Date.now();
+      const p = spawn(exe, [], { stdio: 'ignore', engine: 'helper' });
+      const info = await p.exited;
+      expect(info.exitCode).toBe(0);
+      // The positive control: the exec really waited for the lease.
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+      // And the helper was not abandoned: a spawn right after works on it.
+      expect((await spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited).exitCode).toBe(0);
+    } finally {
+      if (saved === undefined) delete process.env.CLONEFD_HELPER_TIMEOUT_MS;
+      else process.env.CLONEFD_HELPER_TIMEOUT_MS = saved;
+      if (holder.exitCode === null) await new Promise((r) => holder.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // Before the fix: spawn() blocked in poll(-1) until SIGCONT (3009 ms with
   // SIGCONT at 3 s); worker.terminate() waited 2749 ms, also until SIGCONT.
   // Here a watchdog process (sh, a child of the script, which outlives it)

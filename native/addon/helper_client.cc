@@ -263,17 +263,53 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   // pipe's POLLHUP is its EOF, and the socket's a helper that died.
   ExecReport exec_report;
   bool have_reply = false;
+  // SPAWNED if it is there: 1 (ours, taken), 0 (nothing yet), -errno
+  // (-ECONNRESET: the helper closed the socket).
+  auto take_reply = [&]() -> int {
+    for (;;) {
+      clonefd_reply msg;
+      int fds[4];
+      int nfds = 0, trunc = 0;
+      ssize_t got = clonefd_recv_fds(sock, &msg, sizeof msg, fds, 4, &nfds, MSG_DONTWAIT, &trunc);
+      if (got == -EAGAIN) return 0;
+      if (got <= 0) return got == 0 ? -ECONNRESET : static_cast<int>(got);
+      if (trunc || clonefd_reply_check(&msg, static_cast<size_t>(got), nfds) != CLONEFD_MSG_SPAWNED || msg.h.id != id) {
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        continue;  // not ours: the request socket carries nothing else
+      }
+      have_reply = true;
+      out[kOutPid] = msg.body.spawned.pid;
+      out[kOutErr] = msg.body.spawned.err;
+      out[kOutStage] = msg.body.spawned.stage;
+      if (nfds == 1) {
+        out[kOutPidfd] = fds[0];
+        // JavaScript owns it now, but a worker torn down runs no JavaScript,
+        // so the environment closes it then.
+        TrackUserFd(s, fds[0]);
+      }
+      return 1;
+    }
+  };
+  // A child that is not done yet when the deadline passes.
+  auto timed_out = [&]() {
+    r = -ETIMEDOUT;
+    // A child the unresponsive helper already made (it reported its pid)
+    // must not run on for a spawn that fails: JavaScript stops it.
+    exec_report.ReadAvailable(exec[0]);
+    out[kOutPid] = exec_report.pid();
+  };
   int left = timeout_ms;
   r = 0;
   while (!exec_report.eof) {
     struct pollfd p[2] = {{exec[0], 0, 0}, {sock, 0, 0}};
-    int n = clonefd_wait(p, 2, left, &left);
+    // The deadline is the helper's: once it answered, the child's own time
+    // before its exec (a binary on a slow mount) is not held against it.
+    int n = have_reply ? clonefd_wait(p, 2, -1, nullptr) : clonefd_wait(p, 2, left, &left);
     if (n == 0) {
-      r = -ETIMEDOUT;
-      // A child the unresponsive helper already made (it reported its pid)
-      // must not run on for a spawn that fails: JavaScript stops it.
-      exec_report.ReadAvailable(exec[0]);
-      out[kOutPid] = exec_report.pid();
+      int got = take_reply();
+      if (got == 1) continue;
+      if (got < 0) r = got;
+      else timed_out();
       break;
     }
     if (n < 0) {
@@ -285,40 +321,13 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   }
   // Then SPAWNED, normally waiting in the socket already.
   while (r == 0 && !have_reply) {
-    clonefd_reply msg;
-    int fds[4];
-    int nfds = 0, trunc = 0;
-    ssize_t got = clonefd_recv_fds(sock, &msg, sizeof msg, fds, 4, &nfds, MSG_DONTWAIT, &trunc);
-    if (got == -EAGAIN) {
-      struct pollfd p = {sock, POLLIN, 0};
-      int n = clonefd_wait(&p, 1, left, &left);
-      if (n == 0) {
-        r = -ETIMEDOUT;
-        exec_report.ReadAvailable(exec[0]);
-        out[kOutPid] = exec_report.pid();
-      } else if (n < 0) {
-        r = n;
-      }
-      continue;
-    }
-    if (got <= 0) {
-      r = got == 0 ? -ECONNRESET : static_cast<int>(got);
-      break;
-    }
-    if (trunc || clonefd_reply_check(&msg, static_cast<size_t>(got), nfds) != CLONEFD_MSG_SPAWNED || msg.h.id != id) {
-      for (int i = 0; i < nfds; i++) close(fds[i]);
-      continue;  // not ours: the request socket carries nothing else
-    }
-    have_reply = true;
-    out[kOutPid] = msg.body.spawned.pid;
-    out[kOutErr] = msg.body.spawned.err;
-    out[kOutStage] = msg.body.spawned.stage;
-    if (nfds == 1) {
-      out[kOutPidfd] = fds[0];
-      // JavaScript owns it now, but a worker torn down runs no JavaScript,
-      // so the environment closes it then.
-      TrackUserFd(s, fds[0]);
-    }
+    int got = take_reply();
+    if (got < 0) r = got;
+    if (got != 0) break;
+    struct pollfd p = {sock, POLLIN, 0};
+    int n = clonefd_wait(&p, 1, left, &left);
+    if (n == 0) timed_out();
+    else if (n < 0) r = n;
   }
   if (r == 0 && !exec_report.eof) {
     // The helper answered and hung up while the child is still before its
