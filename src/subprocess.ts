@@ -98,7 +98,9 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   info: ClonefdInfo | null = null;
 
   #child: EngineChild;
-  #req: SpawnRequest;
+  /** What is kept of the request: a live child must not hold its argv, env and PATH candidates. */
+  #killSignal: number;
+  #abortSignal: AbortSignal | undefined;
   #flags: number;
   #lease: FdLease | null = null;
   /** The user's fds once asked for (undefined: not yet); -1 when none could be had. */
@@ -120,7 +122,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   constructor(params: CreateParams) {
     super();
     const { req, engine } = params;
-    this.#req = req;
+    this.#killSignal = req.killSignal;
+    this.#abortSignal = req.signal;
     this.#flags = params.flags ?? O_CLOEXEC | O_NONBLOCK;
     this.exited = new Promise<ClonefdInfo>((resolve, reject) => {
       this.#resolve = resolve;
@@ -160,7 +163,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       }
       if (req.signal) {
         const signal = req.signal;
-        this.#onAbort = () => this.#killQuietly(req.killSignal);
+        const killSignal = req.killSignal;
+        this.#onAbort = () => this.#killQuietly(killSignal);
         signal.addEventListener('abort', this.#onAbort, { once: true });
       }
     } catch (err) {
@@ -180,7 +184,8 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.stderr = this.stdio[2] ?? null;
     detachStdioStreams(req.stdio);
     if (req.timeout > 0) {
-      this.#timer = setTimeout(() => this.#killQuietly(req.killSignal), req.timeout);
+      const killSignal = req.killSignal;
+      this.#timer = setTimeout(() => this.#killQuietly(killSignal), req.timeout);
       this.#timer.unref();
     }
   }
@@ -268,7 +273,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
 
   /** Kills the child (`killSignal`, default SIGTERM), waits for its exit, then closes. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#settled) this.#killQuietly(this.#req.killSignal);
+    if (!this.#settled) this.#killQuietly(this.#killSignal);
     try {
       await this.exited;
     } finally {
@@ -337,7 +342,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     if (this.#settled) return;
     this.#settled = true;
     if (this.#timer) clearTimeout(this.#timer);
-    if (this.#onAbort) this.#req.signal?.removeEventListener('abort', this.#onAbort);
+    if (this.#onAbort) this.#abortSignal?.removeEventListener('abort', this.#onAbort);
     // A spawn() child whose fds nobody took: the engine may let go of
     // what only served the contract (the record stays readable here).
     if (this.#userFd === undefined) this.#child.release();
