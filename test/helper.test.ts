@@ -607,6 +607,29 @@ describe('worker threads', () => {
 });
 
 describe('the helper process', () => {
+  // The umask is read from /proc/self/status (never by setting it): without
+  // /proc a helper-engine spawn must say so, not report a bare ENOENT that
+  // looks like a missing executable. Found by the red team of issue 11.
+  it.skipIf(process.getuid?.() !== 0)('without /proc the helper engine says it needs it; the direct engine spawns', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'clonefd-noproc-'));
+    try {
+      const lib = JSON.stringify(path.resolve(__dirname, '../lib/index.js'));
+      const script = `const { spawn } = require(${lib});
+        const out = {};
+        try { spawn('/bin/true', [], { engine: 'helper', stdio: 'ignore' }); out.helper = 'spawned'; } catch (e) { out.helper = { code: e.code, message: e.message }; }
+        const d = spawn('/bin/true', [], { engine: 'direct', stdio: 'ignore' });
+        d.exited.then((i) => { out.direct = i.exitCode; console.log(JSON.stringify(out)); });`;
+      const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /proc && exec "$2" -e "$3"', 'sh', dir, process.execPath, script], { encoding: 'utf8', timeout: 30000 });
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { helper: { code: string; message: string }; direct: number };
+      expect(out.direct).toBe(0);
+      expect(out.helper.code).toBe('ENOENT');
+      expect(out.helper.message).toContain('umask from /proc/self/status');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("is called clonefd-helper in /proc/<pid>/comm, is this process's child, with fds 0-2 on /dev/null and terminal signals ignored", () => {
     const hp = binding.helperPid();
     expect(hp).toBeGreaterThan(0);

@@ -173,7 +173,7 @@ napi_value HelperPid(napi_env env, napi_callback_info info) {
 // Slots of helperSpawn's out array (src/engines/helper.ts mirrors them).
 enum SpawnOut { kOutRecordFd, kOutPid, kOutPidfd, kOutExecErr, kOutExecStage, kOutErr, kOutStage, kOutStep, kOutSize };
 // kOutStep: where a -errno came from.
-enum SpawnStep { kStepLocal = 1, kStepSend = 2, kStepReply = 3 };
+enum SpawnStep { kStepLocal = 1, kStepSend = 2, kStepReply = 3, kStepUmask = 4 };
 
 // helperSpawn(sock, id, paths, argv, envp|null, cwd|null, stdio: Int32Array,
 //             flags, uid, gid, userFlags (1 cloexec | 2 nonblock), timeoutMs,
@@ -211,7 +211,7 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
 
   int mask = CurrentUmask();
   if (mask < 0) {
-    out[kOutStep] = kStepLocal;
+    out[kOutStep] = kStepUmask;
     return Number(env, mask);
   }
   clonefd_spawn_builder b;

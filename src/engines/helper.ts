@@ -22,7 +22,7 @@ type Reply = Float64Array;
 
 /** helperSpawn's out slots (native/addon/helper_client.cc SpawnOut). */
 const enum Out { RecordFd, Pid, Pidfd, ExecErr, ExecStage, Err, Stage, Step, Size }
-const enum Step { Local = 1, Send = 2, Reply = 3 }
+const enum Step { Local = 1, Send = 2, Reply = 3, Umask = 4 }
 
 const ensureOut = new Int32Array(2);
 const connectOut = new Int32Array(2);
@@ -115,6 +115,8 @@ class Connection {
     if (r < 0) {
       const step = spawnOut[Out.Step];
       if (step === Step.Local) throw spawnError(-r, 0, req);
+      // The umask can only be read without changing it from /proc/self/status.
+      if (step === Step.Umask) throw spawnError(-r, 0, req, "while reading this process's umask from /proc/self/status (the helper engine needs /proc mounted; engine: 'direct' does not)");
       if (r === -ETIMEDOUT) {
         // A child it made before it stopped answering must not run on for
         // a spawn that fails (it is still ours: a zombie keeps its pid).
