@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <linux/futex.h>
 
 #include "child.h"
 #include "sys.h"
@@ -133,6 +135,18 @@ int clonefd_child_main(void *arg) {
   int fds[CLONEFD_MAX_STDIO];
   long r;
 
+  if (p->files_below > 0) {
+    /* Our own fd table before anything else, with only the fds below
+       files_below (the kernel copies just those), then let the caller go
+       on. Without CLOSE_RANGE_UNSHARE (< 5.9) a full private copy; the
+       close below then drops the rest one by one. A failure is reported
+       while the caller still waits, so its fds (the exec pipe) are there. */
+    r = SYS3(__NR_close_range, p->files_below, ~0U, CLOSE_RANGE_UNSHARE);
+    if (r == -ENOSYS || r == -EINVAL) r = SYS1(__NR_unshare, CLONE_FILES);
+    if (r < 0) fail(p, CLONEFD_STAGE_CLOSE, r);
+    __atomic_store_n(p->handoff, 2, __ATOMIC_RELEASE);
+    SYS4(__NR_futex, p->handoff, FUTEX_WAKE, 1, 0);
+  }
   if (p->err_fd >= 0) {
     /* First word on the exec pipe: our pid. Whoever waits on the pipe can
        then find (and stop) us even if the helper that made us dies before

@@ -56,6 +56,14 @@ struct clonefd_plan {
      before the prctl. */
   int pdeath_signal;
   int parent_pid;
+  /* 0, or: the clone shares the caller's fd table (CLONE_FILES; the helper
+     does that when it holds many fds, all at or above this number, which a
+     copied table would make the child close one by one). The child's first
+     act is then a private copy of the fds below it (close_range with
+     CLOSE_RANGE_UNSHARE), after which it stores 2 into *handoff and wakes
+     it (a futex); the caller must not touch its fd table before. */
+  int files_below;
+  volatile int *handoff;
   /* stdio[i] is the parent's fd that becomes the child's fd i; -1 means
      /dev/null for i < 3 and "closed" beyond. */
   const int *stdio;

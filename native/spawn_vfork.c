@@ -83,7 +83,8 @@ static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, 
   uint64_t all = ~0ULL, saved = 0;
   long pid = -ENOSYS;
   int legacy = __atomic_load_n(&legacy_only, __ATOMIC_RELAXED);
-  uint64_t shared = CLONE_VM | CLONE_PIDFD | (vfork ? CLONE_VFORK : 0) | (in_use ? CLONE_CHILD_CLEARTID : 0);
+  uint64_t shared = CLONE_VM | CLONE_PIDFD | (vfork ? CLONE_VFORK : 0) | (in_use ? CLONE_CHILD_CLEARTID : 0) |
+                    (!vfork && plan->files_below > 0 ? CLONE_FILES : 0);
   if (in_use) *in_use = 1;
 
   /* Block everything with the raw call: libc's pthread_sigmask would leave

@@ -79,6 +79,9 @@ static inline long sys_call6(long n, long a, long b, long c, long d, long e, lon
 #ifndef __WALL
 #define __WALL 0x40000000 /* waitid: children of any exit signal (ours have none) */
 #endif
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif

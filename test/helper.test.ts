@@ -9,7 +9,7 @@
 // theft test pins 'direct'), so the file means the same in any project.
 import * as cp from 'node:child_process';
 import { execFileSync, spawnSync , spawnSync as spawnSyncCp } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, readFileSync, readlinkSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync } from 'node:fs';
 import { endianness, release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -602,6 +602,39 @@ describe('worker threads', () => {
       for (const pid of [...kwp, ...plain]) killSleepByPid(pid);
       await b.terminate();
       for (const [n, target] of openFds()) if (target.includes('pidfd') && fdsBefore.get(n) !== target) closeSync(n);
+    }
+  });
+});
+
+describe('with many live children (the helper shares its fd table with each new child until the child has its own)', () => {
+  // From 128 live children on, the helper keeps their fds at 1024 and up and
+  // clones each new child with CLONE_FILES; the child's first act is a
+  // private copy of the fds below 1024 (close_range CLOSE_RANGE_UNSHARE).
+  // Everything a child gets must be as with few children.
+  it('150 idle children: a new child has fds 0-2 and the mapped ones only, default signals, exec errors as usual, and nothing leaks', async () => {
+    const idle: Subprocess[] = [];
+    try {
+      for (let i = 0; i < 150; i++) idle.push(spawn('sleep', ['60'], { stdio: 'ignore', engine: 'helper' }));
+      const hp = binding.helperPid();
+      const helperFds = () => readdirSync(`/proc/${hp}/fd`).map(Number);
+      // The positive control: the helper's long-lived fds did move up.
+      expect(Math.max(...helperFds())).toBeGreaterThanOrEqual(1024);
+      const p = spawn('sh', ['-c', 'ls -1 /proc/$$/fd; grep -E "^Sig(Blk|Ign)" /proc/$$/status'], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'], engine: 'helper' });
+      const out = collect(p.stdout);
+      expect((await p.exited).exitCode).toBe(0);
+      const lines = (await out).trim().split('\n');
+      // sh's fds, listed by ls: 0-2 and 3 (the extra pipe), nothing of the helper's.
+      expect(lines.filter((l) => /^\d+$/.test(l)).map(Number).sort((a, b) => a - b)).toEqual([0, 1, 2, 3]);
+      expect(lines.filter((l) => l.startsWith('Sig')).map((l) => l.split(/\s+/)[1])).toEqual(['0000000000000000', '0000000000000000']);
+      // Exec errors still come from the child, synchronously.
+      expect(() => spawn('/bin/true', [], { cwd: '/nonexistent-clonefd', stdio: 'ignore', engine: 'helper' })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+      expect(() => spawn('/etc/passwd', [], { stdio: 'ignore', engine: 'helper' })).toThrow(expect.objectContaining({ code: 'EACCES' }));
+      const before = helperFds().length;
+      for (let i = 0; i < 50; i++) expect((await spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited).exitCode).toBe(0);
+      expect(helperFds().length).toBe(before);
+    } finally {
+      for (const c of idle) c.kill('SIGKILL');
+      await Promise.all(idle.map((c) => c.exited));
     }
   });
 });
