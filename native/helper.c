@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/sched.h>
 #include <linux/futex.h>
@@ -325,6 +326,25 @@ static void release_mem(struct child *ch);
 
 static void sweep_holding(void);
 
+#define HANDOFF_MS 1000
+
+/* Waits until a child cloned sharing our fd table has its own copy (it
+   stores 2) or has exited (0, CLONE_CHILD_CLEARTID): until then nothing of
+   our table may change. Those are its first system calls, so this is
+   short; false past HANDOFF_MS (someone stopped it there). */
+static int handed_off(volatile int *word) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == 1) {
+    struct timespec slice = {0, 50 * 1000 * 1000};
+    syscall(SYS_futex, word, FUTEX_WAIT, 1, &slice, NULL, 0);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - start.tv_sec) * 1000L + (now.tv_nsec - start.tv_nsec) / 1000000L;
+    if (ms > HANDOFF_MS && __atomic_load_n(word, __ATOMIC_ACQUIRE) == 1) return 0;
+  }
+  return 1;
+}
+
 static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, size_t len, int *fds, int nfds) {
   sweep_holding();
   struct spawn_mem *m = calloc(1, sizeof *m);
@@ -371,12 +391,13 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
      stalled mount stalls only its own spawn). */
   int pidfd = -1;
   long pid = clonefd_spawn_shared(plan, m->stack, CHILD_STACK_SIZE, &pidfd, &m->in_use);
-  if (pid >= 0 && share_files) {
-    /* Nothing of our fd table may change until the child has its own
-       copy: it says so (2), or exits (0, CLONE_CHILD_CLEARTID). Its first
-       system calls, so this is short, unless someone stops it there. */
-    while (__atomic_load_n(&m->in_use, __ATOMIC_ACQUIRE) == 1)
-      syscall(SYS_futex, &m->in_use, FUTEX_WAIT, 1, NULL, NULL, 0);
+  if (pid >= 0 && share_files && !handed_off(&m->in_use)) {
+    /* Stopped (SIGSTOP) or starved in its first instructions: it must not
+       hold every environment up. It never ran anything of the request's:
+       kill it, reap it (then nothing shares our table), fail the spawn. */
+    clonefd_kill_and_reap(pidfd);
+    close(pidfd);
+    pid = -ETIMEDOUT;
   }
   if (pid < 0) {
     free(ch);

@@ -637,6 +637,53 @@ describe('with many live children (the helper shares its fd table with each new 
       await Promise.all(idle.map((c) => c.exited));
     }
   });
+
+  // The helper waits for a new child's private fd table before it touches
+  // its own; a child SIGSTOPped in those first instructions must cost only
+  // its own spawn (killed and failed with ETIMEDOUT after 1 s), not stall
+  // every environment until Node abandons the helper. Found by the red team.
+  it('children SIGSTOPped as they appear: spawns fail alone (ETIMEDOUT) or succeed, the helper is never abandoned', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'clonefd-stopper-'));
+    const idle: Subprocess[] = [];
+    const made: Subprocess[] = [];
+    let stopped: number[] = [];
+    const saved = process.env.CLONEFD_HELPER_TIMEOUT_MS;
+    try {
+      execFileSync('cc', ['-O2', '-o', path.join(dir, 'stopper'), path.join(__dirname, 'fixtures/stopper.c')]);
+      for (let i = 0; i < 140; i++) idle.push(spawn('sleep', ['60'], { stdio: 'ignore', engine: 'helper' }));
+      const hp = binding.helperPid();
+      process.env.CLONEFD_HELPER_TIMEOUT_MS = '4000';
+      const stopper = cp.spawn(path.join(dir, 'stopper'), [String(hp), '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      stopper.stdout!.on('data', (d: Buffer) => (out += d));
+      await sleep(200);
+      const codes = new Set<string>();
+      const t0 = Date.now();
+      while (Date.now() - t0 < 2500) {
+        try {
+          made.push(spawn('sleep', ['60'], { stdio: 'ignore', engine: 'helper' }));
+        } catch (e) {
+          codes.add((e as { code: string }).code);
+        }
+        await sleep(5);
+      }
+      await new Promise((r) => (stopper.exitCode === null ? stopper.once('exit', r) : r(null)));
+      stopped = out.trim().split('\n').filter(Boolean).map(Number);
+      expect(stopped.length).toBeGreaterThan(0); // the stopper did its work
+      expect([...codes].filter((c) => c !== 'ETIMEDOUT')).toEqual([]);
+      expect(binding.helperPid()).toBe(hp); // not abandoned
+      expect((await spawn('/bin/true', [], { stdio: 'ignore', engine: 'helper' }).exited).exitCode).toBe(0);
+    } finally {
+      if (saved === undefined) delete process.env.CLONEFD_HELPER_TIMEOUT_MS;
+      else process.env.CLONEFD_HELPER_TIMEOUT_MS = saved;
+      for (const c of [...idle, ...made]) c.kill('SIGKILL');
+      for (const pid of stopped) {
+        try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
+      }
+      await Promise.all([...idle, ...made].map((c) => c.exited));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('the helper process', () => {
