@@ -653,9 +653,10 @@ describe('with many live children (the helper shares its fd table with each new 
       for (let i = 0; i < 140; i++) idle.push(spawn('sleep', ['60'], { stdio: 'ignore', engine: 'helper' }));
       const hp = binding.helperPid();
       process.env.CLONEFD_HELPER_TIMEOUT_MS = '4000';
-      const stopper = cp.spawn(path.join(dir, 'stopper'), [String(hp), '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      stopper.stdout!.on('data', (d: Buffer) => (out += d));
+      // The direct engine: a child of this process, not of the helper, and
+      // independent of this file's SIGCHLD experiments (node:child_process).
+      const stopper = spawn(path.join(dir, 'stopper'), [String(hp), '3'], { stdio: ['ignore', 'pipe', 'inherit'], engine: 'direct' });
+      const outP = collect(stopper.stdout);
       await sleep(200);
       const codes = new Set<string>();
       const t0 = Date.now();
@@ -667,8 +668,8 @@ describe('with many live children (the helper shares its fd table with each new 
         }
         await sleep(5);
       }
-      await new Promise((r) => (stopper.exitCode === null ? stopper.once('exit', r) : r(null)));
-      stopped = out.trim().split('\n').filter(Boolean).map(Number);
+      expect((await stopper.exited).exitCode).toBe(0);
+      stopped = (await outP).trim().split('\n').filter(Boolean).map(Number);
       expect(stopped.length).toBeGreaterThan(0); // the stopper did its work
       expect([...codes].filter((c) => c !== 'ETIMEDOUT')).toEqual([]);
       expect(binding.helperPid()).toBe(hp); // not abandoned
