@@ -82,6 +82,16 @@ void clonefd_plan_init(struct clonefd_plan *p) {
   p->cwd_fd = -1;
   p->umask = -1;
   p->err_fd = -1;
+  p->cgroup_fd = -1;
+}
+
+/* Into the cgroup: "0" written to its cgroup.procs moves the writer. */
+static long join_cgroup(int dirfd) {
+  long fd = SYS4(__NR_openat, dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  long r = SYS3(__NR_write, fd, "0", 1);
+  SYS1(__NR_close, fd);
+  return r < 0 ? r : 0;
 }
 
 /* The 64-bit hex mask after "\n<key>" in buf: 0 when found (*out set). No
@@ -147,6 +157,10 @@ int clonefd_child_main(void *arg) {
     __atomic_store_n(p->handoff, 2, __ATOMIC_RELEASE);
     SYS4(__NR_futex, p->handoff, FUTEX_WAKE, 1, 0);
   }
+  if (p->cgroup_join) {
+    r = join_cgroup(p->cgroup_fd);
+    if (r < 0) fail(p, CLONEFD_STAGE_CGROUP, r);
+  }
   if (p->err_fd >= 0) {
     /* First word on the exec pipe: our pid. Whoever waits on the pipe can
        then find (and stop) us even if the helper that made us dies before
@@ -163,6 +177,9 @@ int clonefd_child_main(void *arg) {
   if (p->flags & CLONEFD_SETSID) {
     r = SYS0(__NR_setsid);
     if (r < 0) fail(p, CLONEFD_STAGE_SETSID, r);
+  } else if (p->flags & CLONEFD_SETPGID) {
+    r = SYS2(__NR_setpgid, 0, 0);
+    if (r < 0) fail(p, CLONEFD_STAGE_SETPGID, r);
   }
   /* Start from the given directory before any fd is moved: cwd_fd may sit
      where a stdio target goes. */

@@ -21,6 +21,7 @@ extern "C" {
 #define CLONEFD_SETSID 0x1 /* detached: new session */
 #define CLONEFD_SETUID 0x2
 #define CLONEFD_SETGID 0x4
+#define CLONEFD_SETPGID 0x40 /* its own process group (setpgid(0, 0)); SETSID gives one anyway */
 
 /* plan.stage: the step that failed, so the parent can say what broke. */
 enum clonefd_stage {
@@ -36,6 +37,8 @@ enum clonefd_stage {
   CLONEFD_STAGE_EXEC = 9,
   CLONEFD_STAGE_CLONE = 10, /* the clone itself failed: no child exists */
   CLONEFD_STAGE_WATCH = 11, /* the child ran but could not be watched: killed */
+  CLONEFD_STAGE_CGROUP = 12,/* joining the cgroup given as cgroup_fd */
+  CLONEFD_STAGE_SETPGID = 13,
 };
 
 struct clonefd_plan {
@@ -64,6 +67,14 @@ struct clonefd_plan {
      it (a futex); the caller must not touch its fd table before. */
   int files_below;
   volatile int *handoff;
+  /* -1, or a cgroup v2 directory (O_RDONLY) the child must start in: the
+     clone puts it there (clone3 CLONE_INTO_CGROUP), so nothing it starts
+     can ever run outside it. Where clone3 refuses that flag (seccomp
+     profiles, kernels < 5.7) the spawn sets cgroup_join and the child
+     writes itself into the group's cgroup.procs as its first act, before
+     it could start anything. */
+  int cgroup_fd;
+  volatile int cgroup_join;
   /* stdio[i] is the parent's fd that becomes the child's fd i; -1 means
      /dev/null for i < 3 and "closed" beyond. */
   const int *stdio;

@@ -131,8 +131,19 @@ struct child {
   int record;  /* the record pipe's write end */
   uint64_t id;
   int kill_with_parent;
+  int cgroup; /* -1, or (kill_with_parent) the child's cgroup directory: the whole tree goes with the client */
   struct client *client; /* NULL once the client is gone */
 };
+
+/* SIGKILL for every process in the cgroup dirfd (cgroup.kill, 5.14). */
+static int kill_cgroup(int dirfd) {
+  int fd = openat(dirfd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = write(fd, "1", 1);
+  int err = n == 1 ? 0 : -errno;
+  close(fd);
+  return err;
+}
 
 /* epoll data: a tagged pointer (low 3 bits; every pointer here comes from
    malloc, so they are free) to what became ready. */
@@ -277,7 +288,8 @@ static void client_gone(struct client *c) {
      others are still reaped, their records still written. */
   for (struct child *ch = children; ch; ch = ch->next) {
     if (ch->client != c) continue;
-    if (ch->kill_with_parent) SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
+    if (ch->kill_with_parent && (ch->cgroup < 0 || kill_cgroup(ch->cgroup) < 0))
+      SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
     ch->client = NULL;
   }
   c->children = 0;
@@ -369,7 +381,8 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   plan->umask = (int)(spec->req.umask & 0777);
   plan->uid = spec->req.uid;
   plan->gid = spec->req.gid;
-  plan->flags = (int)(spec->req.flags & (CLONEFD_SETSID | CLONEFD_SETUID | CLONEFD_SETGID));
+  plan->flags = (int)(spec->req.flags & (CLONEFD_SETSID | CLONEFD_SETUID | CLONEFD_SETGID | CLONEFD_SETPGID));
+  plan->cgroup_fd = spec->cgroup_fd;
 
   if (!(m->stack = get_stack())) {
     err = ENOMEM;
@@ -421,6 +434,12 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   ch->record = record;
   ch->id = id;
   ch->kill_with_parent = (spec->req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
+  ch->cgroup = -1;
+  if (ch->kill_with_parent && spec->cgroup_fd >= 0) {
+    /* Kept for client_gone; without it (no fd left) the child alone is killed then. */
+    int fd = fcntl(spec->cgroup_fd, F_DUPFD_CLOEXEC, 0);
+    ch->cgroup = fd < 0 ? -1 : keep_high(fd, nchildren);
+  }
   ch->client = c;
   ch->next = children;
   if (children) children->prev = ch;
@@ -460,6 +479,7 @@ static void remove_child(struct child *ch) {
   if (ch->next) ch->next->prev = ch->prev;
   nchildren--;
   if (ch->client) ch->client->children--;
+  if (ch->cgroup >= 0) close(ch->cgroup);
   free(ch);
 }
 

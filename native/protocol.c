@@ -18,7 +18,7 @@
 /* One set of spawn flags for both engines: the direct engine hands them to
    the plan as they are, the helper masks the wire's into its plan. */
 _Static_assert(CLONEFD_SETSID == CLONEFD_REQ_SETSID && CLONEFD_SETUID == CLONEFD_REQ_SETUID &&
-                   CLONEFD_SETGID == CLONEFD_REQ_SETGID,
+                   CLONEFD_SETGID == CLONEFD_REQ_SETGID && CLONEFD_SETPGID == CLONEFD_REQ_SETPGID,
                "child.h plan flags and protocol.h SPAWN flags share values");
 
 void clonefd_msg_header_init(struct clonefd_msg_header *h, uint16_t type, uint64_t id) {
@@ -85,7 +85,7 @@ int clonefd_wait(struct pollfd *fds, int nfds, int timeout_ms, int *left_ms) {
 void clonefd_spawn_builder_init(struct clonefd_spawn_builder *b, uint32_t flags, uint32_t uid, uint32_t gid,
                                 uint32_t umask) {
   memset(b, 0, sizeof *b);
-  b->req.flags = flags & ~(uint32_t)(CLONEFD_REQ_HAS_CWD | CLONEFD_REQ_PAYLOAD_MEMFD);
+  b->req.flags = flags & ~(uint32_t)(CLONEFD_REQ_HAS_CWD | CLONEFD_REQ_PAYLOAD_MEMFD | CLONEFD_REQ_CGROUP);
   b->req.uid = uid;
   b->req.gid = gid;
   b->req.umask = umask;
@@ -129,7 +129,7 @@ void clonefd_spawn_add(struct clonefd_spawn_builder *b, enum clonefd_spawn_list 
 }
 
 int clonefd_spawn_send(struct clonefd_spawn_builder *b, int sock, uint64_t id, int record_fd, int cwd_fd,
-                       int exec_fd, const int *stdio, int nstdio, int timeout_ms) {
+                       int exec_fd, int cgroup_fd, const int *stdio, int nstdio, int timeout_ms) {
   if (b->err) return -b->err;
   if (nstdio < 0 || nstdio > CLONEFD_MAX_STDIO_REMOTE) return -E2BIG;
   struct clonefd_spawn_req *req = &b->req;
@@ -148,6 +148,12 @@ int clonefd_spawn_send(struct clonefd_spawn_builder *b, int sock, uint64_t id, i
     if (memfd < 0) return memfd;
     req->flags |= CLONEFD_REQ_PAYLOAD_MEMFD;
     fds[nfds++] = memfd;
+  }
+  if (cgroup_fd >= 0) {
+    req->flags |= CLONEFD_REQ_CGROUP;
+    fds[nfds++] = cgroup_fd;
+  } else {
+    req->flags &= ~(uint32_t)CLONEFD_REQ_CGROUP;
   }
   int first_stdio = nfds;
   for (int i = 0; i < nstdio; i++) {
@@ -231,6 +237,12 @@ int clonefd_spawn_decode(const unsigned char *body, size_t len, const int *fds, 
     if (fstat(fds[3], &st) < 0 || (uint64_t)st.st_size != req->payload_len) return EPROTO;
   } else if (len - sizeof *req != req->payload_len) {
     return EPROTO;
+  }
+  out->cgroup_fd = -1;
+  if (req->flags & CLONEFD_REQ_CGROUP) {
+    struct stat st;
+    if (nfds <= first_stdio || fstat(fds[first_stdio], &st) < 0 || !S_ISDIR(st.st_mode)) return EPROTO;
+    out->cgroup_fd = fds[first_stdio++];
   }
 
   if (!(out->payload = malloc(req->payload_len ? req->payload_len : 1))) return ENOMEM;

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CLONEFD_MAGIC 0x4446434cu /* "LCFD" */
-#define CLONEFD_PROTOCOL_VERSION 3
+#define CLONEFD_PROTOCOL_VERSION 4
 
 /* The helper finds its control socket here. */
 #define CLONEFD_HELPER_CONTROL_FD 3
@@ -66,13 +66,16 @@ struct clonefd_msg_header {
 #define CLONEFD_REQ_KILL_WITH_PARENT 0x8
 #define CLONEFD_REQ_HAS_CWD 0x10
 #define CLONEFD_REQ_PAYLOAD_MEMFD 0x20
+#define CLONEFD_REQ_SETPGID 0x40 /* = CLONEFD_SETPGID */
+#define CLONEFD_REQ_CGROUP 0x80  /* a cgroup directory fd follows the exec pipe (and memfd) */
 
 /*
  * SPAWN: header, this struct, then (inline, or in the memfd) the strings:
  * npaths + nargv + nenv NUL-terminated strings, then cwd if HAS_CWD.
  * Passed fds, in order: record pipe write end, the caller's cwd (an O_PATH
  * directory fd), the exec pipe's write end, the payload memfd if
- * PAYLOAD_MEMFD, then the distinct stdio fds. stdio[i] indexes into the
+ * PAYLOAD_MEMFD, the cgroup v2 directory the child starts in if CGROUP,
+ * then the distinct stdio fds. stdio[i] indexes into the
  * passed fds (-1: /dev/null for i < 3, closed beyond).
  *
  * The exec pipe (CLOEXEC) goes to the child, which writes its pid (int32)
@@ -140,7 +143,7 @@ void clonefd_spawn_add(struct clonefd_spawn_builder *b, enum clonefd_spawn_list 
  * many stdio slots; ETIMEDOUT).
  */
 int clonefd_spawn_send(struct clonefd_spawn_builder *b, int sock, uint64_t id, int record_fd, int cwd_fd,
-                       int exec_fd, const int *stdio, int nstdio, int timeout_ms);
+                       int exec_fd, int cgroup_fd, const int *stdio, int nstdio, int timeout_ms);
 
 /*
  * poll(2) with a deadline that counts only the time this process runs:
@@ -161,6 +164,7 @@ struct clonefd_spawn {
   char **paths, **argv, **envp;
   const char *cwd; /* NULL: none (inside payload) */
   int record_fd, cwd_fd, exec_fd;
+  int cgroup_fd; /* -1: none */
   int stdio[CLONEFD_MAX_STDIO_REMOTE]; /* fds (among the passed ones) or -1 */
 };
 

@@ -100,7 +100,22 @@ static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, 
     args.stack = (uint64_t)(uintptr_t)stack;
     args.stack_size = size;
     args.child_tid = (uint64_t)(uintptr_t)in_use;
+    plan->cgroup_join = 0;
+    if (plan->cgroup_fd >= 0) {
+      args.flags |= CLONE_INTO_CGROUP;
+      args.cgroup = (uint64_t)plan->cgroup_fd;
+    }
     pid = clonefd_clone3_run(&args, sizeof args, clonefd_child_main, plan);
+    if (plan->cgroup_fd >= 0 && (pid == -ENOSYS || pid == -EPERM || pid == -EINVAL || pid == -E2BIG)) {
+      /* Maybe only CLONE_INTO_CGROUP is refused (< 5.7, or a seccomp
+         profile): without it, the child joins the group itself before it
+         can start anything. A real refusal of the group (no write access)
+         then comes from that join, with its own errno and stage. */
+      args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+      args.cgroup = 0;
+      plan->cgroup_join = 1;
+      pid = clonefd_clone3_run(&args, sizeof args, clonefd_child_main, plan);
+    }
     /* ENOSYS: no clone3 (< 5.3). EPERM: container seccomp profiles refuse
        clone3 without CAP_SYS_ADMIN. EINVAL: clone3 without
        CLONE_CLEAR_SIGHAND (5.3-5.4). Remember, and go legacy. */
@@ -110,6 +125,7 @@ static long clone_on_stack(struct clonefd_plan *plan, char *stack, size_t size, 
     }
   }
   if (legacy) {
+    plan->cgroup_join = plan->cgroup_fd >= 0;
     /* CLONE_PIDFD makes clone() store the pidfd through parent_tid. */
     pid = clone(clonefd_child_main, stack + size, (int)shared, plan, pidfd, NULL, in_use);
     if (pid < 0) pid = -errno;

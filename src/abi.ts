@@ -51,6 +51,8 @@ export enum Stage {
   Exec = 9,
   Clone = 10,
   Watch = 11,
+  Cgroup = 12,
+  Setpgid = 13,
 }
 
 /** Spawn flags, the same for both engines (native/protocol.h CLONEFD_REQ_*, child.h plan flags). */
@@ -59,6 +61,7 @@ export enum SpawnFlag {
   Setuid = 0x2,
   Setgid = 0x4,
   KillWithParent = 0x8,
+  Setpgid = 0x40,
 }
 
 /** Reply types from the helper (native/protocol.h). */
@@ -121,10 +124,13 @@ export const layout: Record<string, number> = {
   'Stage.Exec': Stage.Exec,
   'Stage.Clone': Stage.Clone,
   'Stage.Watch': Stage.Watch,
+  'Stage.Cgroup': Stage.Cgroup,
+  'Stage.Setpgid': Stage.Setpgid,
   'SpawnFlag.Setsid': SpawnFlag.Setsid,
   'SpawnFlag.Setuid': SpawnFlag.Setuid,
   'SpawnFlag.Setgid': SpawnFlag.Setgid,
   'SpawnFlag.KillWithParent': SpawnFlag.KillWithParent,
+  'SpawnFlag.Setpgid': SpawnFlag.Setpgid,
   'MsgType.Spawned': MsgType.Spawned,
   'MsgType.Exit': MsgType.Exit,
   'Msg.Type': Msg.Type,

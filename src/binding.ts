@@ -23,6 +23,7 @@ export interface NativeBinding {
     gid: number,
     onExit: (record: Float64Array) => void,
     out: Int32Array,
+    cgroupFd: number,
   ): NativeWatch | undefined;
   /** Reap now: the record, or -EAGAIN (running, non-blocking), -ECHILD (already reaped), -errno. */
   reap(child: NativeWatch, block: boolean): Float64Array | number;
@@ -63,6 +64,7 @@ export interface NativeBinding {
     userFlags: number,
     timeoutMs: number,
     out: Int32Array,
+    cgroupFd: number,
   ): number;
   /** A reply (a fresh Float64Array, abi.ts Msg layout), 0 at EOF, or -errno (-EAGAIN, -EPROTO). */
   /** timeoutMs: 0 non-blocking (-EAGAIN), > 0 a deadline (-ETIMEDOUT), < 0 none. */
@@ -88,10 +90,14 @@ export interface NativeBinding {
   waitReadable(fd: number): number;
   killPidfd(pidfd: number, signal: number): number;
   killPid(pid: number, signal: number): number;
+  /** A CLOEXEC pidfd for whatever process has pid now (JavaScript's to close), or -errno. */
+  pidfdOpen(pid: number): number;
 
   // ---- the drop-in's IPC channel (native/addon/channel.cc)
   /** The watch owns fd from now on (also when this fails: -errno); polls readable; onEvent(1 readable | 2 writable; 8 with both: the poll failed and stopped). */
   channelWatch(fd: number, onEvent: (events: number) => void): NativeWatch | number;
+  /** A watch of a kernfs file's POLLPRI (cgroup.events) from the start; owns fd (also when this fails: -errno). */
+  eventsWatch(fd: number, onEvent: (events: number) => void): NativeWatch | number;
   /** What to poll for from now on (1 readable | 2 writable; 0 none). 0 or -errno. */
   channelPoll(watch: NativeWatch, events: number): number;
   /** recvmsg: bytes, 0 at EOF, -errno (-EAGAIN); fds = [count (-1: dropped by the kernel), fd...] that came with them. */

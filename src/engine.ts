@@ -73,9 +73,10 @@ export interface EngineChild {
  * Creates the child; throws a SystemError if it could not be created or
  * could not exec (nothing is left behind then). `stdioFds[i]` is the fd
  * the child gets as fd i (-1: /dev/null for 0-2, closed beyond). `flags`
- * (O_CLOEXEC | O_NONBLOCK) apply to the user's fds.
+ * (O_CLOEXEC | O_NONBLOCK) apply to the user's fds. `cgroupFd` (-1: none)
+ * is a cgroup v2 directory the child starts in; it stays the caller's.
  */
-export type SpawnFn = (req: SpawnRequest, stdioFds: Int32Array, flags: number, sink: ExitSink) => EngineChild;
+export type SpawnFn = (req: SpawnRequest, stdioFds: Int32Array, flags: number, sink: ExitSink, cgroupFd: number) => EngineChild;
 
 let probed = false;
 
@@ -104,6 +105,8 @@ export function stageDetail(stage: number, req: SpawnRequest): string | undefine
     case Stage.Signals: return 'while resetting signals in the child';
     case Stage.Clone: return 'clone failed: no child was created';
     case Stage.Watch: return 'the child could not be watched and was killed';
+    case Stage.Cgroup: return 'while joining the child\'s cgroup';
+    case Stage.Setpgid: return 'while making a process group for the child (killMode: \'tree\')';
     default: return undefined;
   }
 }

@@ -2,4 +2,4 @@
 // EAGAIN where the native layer returns -11.
 import { constants } from 'node:os';
 
-export const { EACCES, EAGAIN, EBADF, ECANCELED, ECHILD, ECONNRESET, EINVAL, ENOBUFS, ENOENT, ENOEXEC, EPERM, EPIPE, EPROTO, ESRCH, ETIMEDOUT } = constants.errno;
+export const { EACCES, EAGAIN, EBADF, EBUSY, ECANCELED, ECHILD, ECONNRESET, EINVAL, ENOBUFS, ENOENT, ENOEXEC, EPERM, EPIPE, EPROTO, EROFS, ESRCH, ETIMEDOUT } = constants.errno;

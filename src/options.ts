@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { MAX_STDIO, MAX_STDIO_HELPER, SpawnFlag } from './abi';
 import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { DEFAULT_KILL_SIGNAL, toSignalNumber } from './signals';
+import type { CgroupLimits } from './cgroup';
 
 export type StdioName = 'pipe' | 'overlapped' | 'ignore' | 'inherit';
 /** A stream (net.Socket, fs stream, process.stdout...) that has an fd. */
@@ -49,6 +50,21 @@ export interface SpawnOptions<S extends StdioOption | undefined = StdioOption | 
   killWithParent?: boolean | undefined;
   /** Which engine creates and reaps the child: 'helper' (default) or 'direct'. */
   engine?: Engine | undefined;
+  /**
+   * Start the child in a cgroup v2 group of its own, made for it under this
+   * process's own group (`true`) or under the given cgroup directory (an
+   * absolute path): the child's whole tree stays in it (killTree,
+   * treeExited, freeze). Removed once the tree is gone.
+   */
+  cgroup?: boolean | string | undefined;
+  /** Limits written into the child's group before it starts (needs `cgroup` and the controllers delegated). */
+  limits?: CgroupLimits | undefined;
+  /**
+   * What `timeout`, `signal` (AbortSignal) and `killWithParent` kill:
+   * 'process' (the child, the default) or 'tree' (`killTree()`; without a
+   * cgroup the child then gets a process group of its own).
+   */
+  killMode?: 'process' | 'tree' | undefined;
 }
 
 export interface ClonefdOptions<S extends StdioOption | undefined = StdioOption | undefined> extends SpawnOptions<S> {
@@ -88,6 +104,10 @@ export interface SpawnRequest {
   signal: AbortSignal | undefined;
   killWithParent: boolean;
   engine: Engine;
+  /** null: no cgroup; true: under this process's own group; else the parent group's directory. */
+  cgroup: true | string | null;
+  limits: CgroupLimits | null;
+  killMode: 'process' | 'tree';
 }
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -193,7 +213,44 @@ export function searchPath(file: string, pathVar: string | undefined): string[] 
 /** The options `spawn()` knows (SpawnOptions); `clonefd()` adds `flags`. */
 const SPAWN_OPTIONS: ReadonlySet<string> = new Set([
   'cwd', 'env', 'argv0', 'stdio', 'detached', 'uid', 'gid', 'signal', 'timeout', 'killSignal', 'killWithParent', 'engine',
+  'cgroup', 'limits', 'killMode',
 ]);
+
+/** options.cgroup: false/undefined → null, true, or an absolute directory. */
+function normalizeCgroup(value: unknown): true | string | null {
+  if (value === undefined || value === null || value === false) return null;
+  if (value === true) return true;
+  if (typeof value !== 'string') throw invalidArgType('options.cgroup', ['boolean', 'string'], value);
+  noNul(value, 'options.cgroup');
+  if (!value.startsWith('/')) throw invalidArgValue('options.cgroup', value, 'must be true or an absolute path of a cgroup v2 directory');
+  return value;
+}
+
+const LIMIT_KEYS = new Set(['memoryMax', 'pidsMax', 'cpuMax']);
+
+/** options.limits: integers (or 'max') for memory and pids, "$MAX $PERIOD" (or 'max') for cpu. */
+function normalizeLimits(value: unknown, cgroup: true | string | null): CgroupLimits | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'object') throw invalidArgType('options.limits', 'of type object', value);
+  const o = ownProps<Record<string, unknown>>(value);
+  const out: CgroupLimits = {};
+  for (const key of Object.keys(o)) {
+    const v = o[key];
+    if (v === undefined) continue;
+    const name = `options.limits.${key}`;
+    if (!LIMIT_KEYS.has(key)) throw invalidArgValue(name, v, 'is not a limit clonefd knows (memoryMax, pidsMax, cpuMax)');
+    if (key === 'cpuMax') {
+      if (typeof v !== 'string' || !/^(max|\d+)( \d+)?$/.test(v)) throw invalidArgValue(name, v, "must be 'max' or \"$MAX $PERIOD\" in microseconds, e.g. '50000 100000'");
+      out.cpuMax = v;
+    } else {
+      if (v !== 'max' && !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)) throw invalidArgValue(name, v, "must be 'max' or a non-negative integer");
+      out[key as 'memoryMax' | 'pidsMax'] = v as number | 'max';
+    }
+  }
+  if (Object.keys(out).length === 0) return null;
+  if (cgroup === null) throw invalidArgValue('options.limits', value, 'needs options.cgroup: limits are written into the child\'s own cgroup');
+  return out;
+}
 
 /**
  * An option the core does not know is an error, not silently ignored:
@@ -276,6 +333,11 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   if (o.killWithParent !== undefined && typeof o.killWithParent !== 'boolean') {
     throw invalidArgType('options.killWithParent', 'of type boolean', o.killWithParent);
   }
+  const cgroup = normalizeCgroup(o.cgroup);
+  const limits = normalizeLimits(o.limits, cgroup);
+  if (o.killMode !== undefined && o.killMode !== null && o.killMode !== 'process' && o.killMode !== 'tree') {
+    throw invalidArgValue('options.killMode', o.killMode, "must be 'process' or 'tree'");
+  }
   const stdio = normalizeStdio(o.stdio, defaultStdio);
   if (engine === 'helper' && stdio.length > MAX_STDIO_HELPER) {
     throw outOfRange('options.stdio.length', `<= ${MAX_STDIO_HELPER} with the helper engine`, stdio.length);
@@ -297,6 +359,9 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
     signal: o.signal ?? undefined,
     killWithParent: o.killWithParent === true,
     engine,
+    cgroup,
+    limits,
+    killMode: o.killMode === 'tree' ? 'tree' : 'process',
   };
 }
 
@@ -307,5 +372,7 @@ export function spawnFlags(req: SpawnRequest): number {
   if (req.uid !== undefined) flags |= SpawnFlag.Setuid;
   if (req.gid !== undefined) flags |= SpawnFlag.Setgid;
   if (req.killWithParent) flags |= SpawnFlag.KillWithParent;
+  // A tree without a cgroup is the child's process group: it needs one of its own.
+  if (req.killMode === 'tree' && req.cgroup === null && !req.detached) flags |= SpawnFlag.Setpgid;
   return flags;
 }

@@ -1,7 +1,7 @@
 // The handle every spawn returns: the seed's contract (fd, read) and the
 // everyday process API (streams, exited, kill, ref) over one engine child.
 import { EventEmitter } from 'node:events';
-import { fstatSync } from 'node:fs';
+import { closeSync, fstatSync, rmdirSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { binding } from './binding';
@@ -9,9 +9,13 @@ import { O_CLOEXEC, O_NONBLOCK } from './constants';
 import { lostErrno, type EngineChild, type ExitRecord, type SpawnFn } from './engine';
 import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
-import type { SpawnRequest, StdioPlan } from './options';
+import { spawnFlags, type SpawnRequest, type StdioPlan } from './options';
+import { SpawnFlag } from './abi';
 import { SIGKILL, toSignalNumber, type SignalName } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
+import { ChildCgroup, createChildCgroup, type TreeInfo } from './cgroup';
+import { killTreeByProcess, trackTree, untrackTree } from './tree';
+import { codedError } from './errors';
 
 
 /**
@@ -98,6 +102,11 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   info: ClonefdInfo | null = null;
 
   #child: EngineChild;
+  /** The child's own cgroup (options.cgroup), until the tree is gone. */
+  #tree: ChildCgroup | null = null;
+  /** The child's process group when it leads one (detached, or killMode 'tree'), else 0. */
+  #pgid = 0;
+  #killMode: 'process' | 'tree';
   /** What is kept of the request: a live child must not hold its argv, env and PATH candidates. */
   #killSignal: number;
   #abortSignal: AbortSignal | undefined;
@@ -124,6 +133,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const { req, engine } = params;
     this.#killSignal = req.killSignal;
     this.#abortSignal = req.signal;
+    this.#killMode = req.killMode;
     this.#flags = params.flags ?? O_CLOEXEC | O_NONBLOCK;
     this.exited = new Promise<ClonefdInfo>((resolve, reject) => {
       this.#resolve = resolve;
@@ -135,17 +145,29 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
 
     const { fds, parentEnds } = openStdio(req);
     let child: EngineChild;
+    let group: { dir: string; fd: number } | null = null;
+    let tree: ChildCgroup | null = null;
     try {
+      if (req.cgroup !== null) {
+        group = createChildCgroup(req.cgroup, req.limits);
+        tree = new ChildCgroup(group.dir);
+      }
       child = engine(req, fds, this.#flags, {
         onExit: (record, sync) => this.#settle(record, sync),
         pipesInUse: () => this.#pipesInUse(),
-      });
+      }, group ? group.fd : -1);
     } catch (err) {
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
+      if (tree) tree.abandon();
+      else if (group) rmdirQuietly(group.dir);
       throw err;
     } finally {
       closeChildEnds(req, fds);
+      if (group) closeSync(group.fd);
     }
+    this.#tree = tree;
+    if (tree) trackTree(tree, req.killWithParent && req.killMode === 'tree');
+    if (req.detached || (spawnFlags(req) & SpawnFlag.Setpgid) !== 0) this.#pgid = child.pid;
     this.#child = child;
     this.pid = child.pid;
     const streams: (net.Socket | null)[] = [];
@@ -164,7 +186,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       if (req.signal) {
         const signal = req.signal;
         const killSignal = req.killSignal;
-        this.#onAbort = () => this.#killQuietly(killSignal);
+        this.#onAbort = () => this.#killForOption(killSignal);
         signal.addEventListener('abort', this.#onAbort, { once: true });
       }
     } catch (err) {
@@ -185,7 +207,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     detachStdioStreams(req.stdio);
     if (req.timeout > 0) {
       const killSignal = req.killSignal;
-      this.#timer = setTimeout(() => this.#killQuietly(killSignal), req.timeout);
+      this.#timer = setTimeout(() => this.#killForOption(killSignal), req.timeout);
       this.#timer.unref();
     }
   }
@@ -247,6 +269,63 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     if (r === 0) return true;
     if (r === -ESRCH) return false;
     throw new SystemError(-r, 'pidfd_send_signal', { detail: `child ${this.pid}` });
+  }
+
+  /** The directory of the child's own cgroup (`cgroup` option), else `null`. */
+  get cgroup(): string | null {
+    return this.#tree?.dir ?? null;
+  }
+
+  /**
+   * Signals the child's whole tree (default SIGKILL) and resolves once the
+   * signal was sent to every member. With a cgroup: SIGKILL through
+   * `cgroup.kill`, which reaches every process in the group, `setsid()`
+   * daemons and double-forked grandchildren included, and any forked
+   * meanwhile; another signal goes to each member through a pidfd, until a
+   * pass finds no member it has not signalled. Without a cgroup it is
+   * best-effort: the child, its process group when it leads one (`detached`,
+   * or `killMode: 'tree'`), and its descendants found in /proc now; a
+   * descendant that left the group and was orphaned is out of reach.
+   */
+  async killTree(signal: NodeJS.Signals | number = 'SIGKILL'): Promise<void> {
+    const num = toSignalNumber(signal);
+    this.#killTreeNow(num);
+  }
+
+  #killTreeNow(num: number): void {
+    if (this.#tree) {
+      if (!this.#settled) this.#child.kill(num);
+      this.#tree.kill(num);
+      return;
+    }
+    killTreeByProcess(this.pid, this.#settled ? 0 : this.pid, this.#pgid, num, () => (this.#settled ? -ESRCH : this.#child.kill(num)));
+  }
+
+  /**
+   * Settles when the last process of the child's tree is gone (its cgroup's
+   * `cgroup.events` says `populated 0`) and the child's own exit has been
+   * delivered, with the tree's CPU time and peaks (TreeInfo); the group is
+   * removed by then. Needs the `cgroup` option (else it rejects with
+   * ERR_CLONEFD_CGROUP_REQUIRED). Asking for it keeps the event loop alive
+   * until the tree is gone, as a running child does; a tree nobody asks
+   * about does not.
+   */
+  get treeExited(): Promise<TreeInfo> {
+    if (this.#tree === null) return rejectedQuietly(cgroupRequired('treeExited'));
+    this.#tree.ref(true);
+    return this.#tree.exited;
+  }
+
+  /** Pauses every process of the tree (`cgroup.freeze`); resolves once `cgroup.events` says `frozen 1`. Needs `cgroup`. */
+  freeze(): Promise<void> {
+    if (this.#tree === null) return rejectedQuietly(cgroupRequired('freeze()'));
+    return this.#tree.setFrozen(true);
+  }
+
+  /** Resumes a frozen tree; resolves once `cgroup.events` says `frozen 0`. Needs `cgroup`. */
+  thaw(): Promise<void> {
+    if (this.#tree === null) return rejectedQuietly(cgroupRequired('thaw()'));
+    return this.#tree.setFrozen(false);
   }
 
   /** A running child keeps the event loop alive (the default). */
@@ -338,11 +417,27 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.#child.kill(signal); // ESRCH: it exited meanwhile, nothing to do
   }
 
+  /** `timeout` and `signal`: the child, or with killMode 'tree' its tree. */
+  #killForOption(signal: number): void {
+    if (this.#killMode !== 'tree') return this.#killQuietly(signal);
+    try {
+      this.#killTreeNow(signal);
+    } catch {
+      // The group went away meanwhile: nothing left to kill.
+    }
+  }
+
   #settle(record: ExitRecord, sync: boolean): void {
     if (this.#settled) return;
     this.#settled = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#onAbort) this.#abortSignal?.removeEventListener('abort', this.#onAbort);
+    if (this.#tree) {
+      // The record is in; the tree may live on (treeExited waits for it).
+      const tree = this.#tree;
+      tree.exited.then(() => untrackTree(tree), () => untrackTree(tree));
+      tree.childDone();
+    }
     // A spawn() child whose fds nobody took: the engine may let go of
     // what only served the contract (the record stays readable here).
     if (this.#userFd === undefined) this.#child.release();
@@ -372,6 +467,24 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);
     if (this.stdio.some((s) => s !== null)) process.nextTick(flushStdio, this.stdio);
+  }
+}
+
+function cgroupRequired(what: string): Error {
+  return codedError(Error, 'ERR_CLONEFD_CGROUP_REQUIRED', `${what} needs a child spawned with the cgroup option (cgroup: true)`);
+}
+
+function rejectedQuietly<T>(err: Error): Promise<T> {
+  const p = Promise.reject<T>(err);
+  p.catch(() => {});
+  return p;
+}
+
+function rmdirQuietly(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // populated (cannot be: nothing ran in it) or gone
   }
 }
 

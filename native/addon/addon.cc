@@ -50,12 +50,14 @@ const Export kExports[] = {
     {"waitReadable", WaitReadable},
     {"killPidfd", KillPidfd},
     {"killPid", KillPid},
+    {"pidfdOpen", PidfdOpen},
     // the environment (env.cc)
     {"fatalException", FatalException},
     // spawnSync (sync.cc)
     {"drainSync", DrainSync},
     // the drop-in's IPC channel (channel.cc)
     {"channelWatch", ChannelWatch},
+    {"eventsWatch", EventsWatch},
     {"channelPoll", ChannelPoll},
     {"channelRecv", ChannelRecv},
     {"channelSend", ChannelSend},
@@ -103,10 +105,13 @@ const Constant kLayout[] = {
     {"Stage.Exec", CLONEFD_STAGE_EXEC},
     {"Stage.Clone", CLONEFD_STAGE_CLONE},
     {"Stage.Watch", CLONEFD_STAGE_WATCH},
+    {"Stage.Cgroup", CLONEFD_STAGE_CGROUP},
+    {"Stage.Setpgid", CLONEFD_STAGE_SETPGID},
     {"SpawnFlag.Setsid", CLONEFD_REQ_SETSID},
     {"SpawnFlag.Setuid", CLONEFD_REQ_SETUID},
     {"SpawnFlag.Setgid", CLONEFD_REQ_SETGID},
     {"SpawnFlag.KillWithParent", CLONEFD_REQ_KILL_WITH_PARENT},
+    {"SpawnFlag.Setpgid", CLONEFD_REQ_SETPGID},
     {"MsgType.Spawned", CLONEFD_MSG_SPAWNED},
     {"MsgType.Exit", CLONEFD_MSG_EXIT},
     {"Msg.Type", kMsgType},

@@ -88,7 +88,7 @@ EnvState* State(napi_env env);
 // A started uv_poll on fd in the environment's loop, or nullptr with *err
 // (libuv's negative code) and nothing left (fd untouched: still the
 // caller's).
-Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb, int* err);
+Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb, int* err, int events = UV_READABLE);
 // Hands a started watch to JavaScript: its callback held, listed for
 // teardown, as a type-tagged External. nullptr when N-API fails: the watch
 // is then stopped (for kChild the caller still owns the pidfd).
@@ -96,7 +96,7 @@ napi_value WatchHandle(napi_env env, Watch* w, napi_value callback);
 // A kFd watch of fd with cb, handed to JavaScript with callback: the watch
 // owns fd from now on (no longer a user fd), also when this fails (fd is
 // closed; the result is then libuv's negative code as a number).
-napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb);
+napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb, int events = UV_READABLE);
 // The Watch behind a handle from WatchHandle, or nullptr.
 Watch* UnwrapWatch(napi_env env, napi_value v);
 // Stops polling and closes the uv handle (and, for kFd, the fd). Idempotent.
@@ -195,6 +195,7 @@ napi_value PollReadable(napi_env, napi_callback_info);
 napi_value WaitReadable(napi_env, napi_callback_info);
 napi_value KillPidfd(napi_env, napi_callback_info);
 napi_value KillPid(napi_env, napi_callback_info);
+napi_value PidfdOpen(napi_env, napi_callback_info);
 
 // env.cc
 napi_value FatalException(napi_env, napi_callback_info);
@@ -203,6 +204,7 @@ napi_value FatalException(napi_env, napi_callback_info);
 napi_value DrainSync(napi_env, napi_callback_info);
 
 // channel.cc
+napi_value EventsWatch(napi_env, napi_callback_info);
 napi_value ChannelWatch(napi_env, napi_callback_info);
 napi_value ChannelPoll(napi_env, napi_callback_info);
 napi_value ChannelRecv(napi_env, napi_callback_info);

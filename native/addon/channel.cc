@@ -50,6 +50,18 @@ napi_value ChannelWatch(napi_env env, napi_callback_info info) {
   return WatchOwnedFd(env, fd, a.raw(1), OnChannelEvent);
 }
 
+// eventsWatch(fd, onEvent(events)) → watch | -errno: a kernfs file that
+// says a change with POLLPRI (cgroup.events), polled for that alone from
+// the start (POLLIN is always ready on such a file). The watch owns fd, as
+// channelWatch's; onEvent gets UV_PRIORITIZED (4). Reading the file through
+// fd is what re-arms it.
+napi_value EventsWatch(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int fd = a.i32(0);
+  if (!a.ok()) return nullptr;
+  return WatchOwnedFd(env, fd, a.raw(1), OnChannelEvent, UV_PRIORITIZED);
+}
+
 // channelPoll(watch, events) → 0 | -errno: what to wait for from now on
 // (0 pauses the watch without closing it).
 napi_value ChannelPoll(napi_env env, napi_callback_info info) {

@@ -82,6 +82,7 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
   uint32_t uid = a.u32(6), gid = a.u32(7);
   napi_value on_exit = a.raw(8);
   int32_t* out = a.i32array(9, &nout);
+  int cgroup_fd = a.i32(10);  // -1, or the cgroup directory to start the child in (still the caller's)
   if (!a.ok() || s == nullptr || nout < 3) return nullptr;
 
   std::vector<char*> cpaths = CStrings(paths), cargv = CStrings(argv), cenv;
@@ -102,6 +103,7 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
   }
   plan.uid = uid;
   plan.gid = gid;
+  plan.cgroup_fd = cgroup_fd;
 
   int pidfd = -1;
   long pid = clonefd_spawn_vfork(&plan, &pidfd);

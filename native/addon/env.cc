@@ -118,7 +118,7 @@ EnvState* State(napi_env env) {
   return static_cast<EnvState*>(data);
 }
 
-Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb, int* err) {
+Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb, int* err, int events) {
   Watch* w = new Watch();
   w->kind = kind;
   w->state = s;
@@ -134,7 +134,7 @@ Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb,
     *err = r;
     return nullptr;
   }
-  r = uv_poll_start(w->poll, UV_READABLE, cb);
+  r = uv_poll_start(w->poll, events, cb);
   if (r != 0) {
     // Registered: only uv_close may release it. The fd stays the caller's.
     w->fd = -1;
@@ -146,13 +146,13 @@ Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb,
   return w;
 }
 
-napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb) {
+napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb, int events) {
   EnvState* s = State(env);
   if (s == nullptr) return nullptr;
   // Not a user fd any more: a teardown would close it twice.
   ForgetUserFd(s, fd);
   int err = 0;
-  Watch* w = StartWatch(s, WatchKind::kFd, fd, 0, cb, &err);
+  Watch* w = StartWatch(s, WatchKind::kFd, fd, 0, cb, &err, events);
   if (w == nullptr) {
     close(fd);
     return Number(env, err);

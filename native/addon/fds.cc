@@ -140,4 +140,19 @@ napi_value KillPid(napi_env env, napi_callback_info info) {
   return Number(env, static_cast<double>(r));
 }
 
+// pidfdOpen(pid) → fd | -errno: a CLOEXEC pidfd, JavaScript's to close
+// (closeFd; a teardown closes it otherwise). It names the process that has
+// the pid now: whoever checks that process afterwards (its cgroup) and then
+// signals through the fd can never signal a process that took the pid later.
+napi_value PidfdOpen(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int pid = a.i32(0);
+  EnvState* s = State(env);
+  if (!a.ok() || s == nullptr) return nullptr;
+  if (pid <= 0) return Number(env, -EINVAL);
+  long fd = SYS2(__NR_pidfd_open, pid, 0);  // pidfds are always close-on-exec
+  if (fd >= 0) TrackUserFd(s, static_cast<int>(fd));
+  return Number(env, static_cast<double>(fd));
+}
+
 }  // namespace clonefd

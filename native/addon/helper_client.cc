@@ -205,6 +205,7 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
   int user_flags = a.i32(10);
   int timeout_ms = a.i32(11);
   int32_t* out = a.i32array(12, &nout);
+  int cgroup_fd = a.i32(13);  // -1, or the cgroup directory to start the child in (still the caller's)
   if (!a.ok() || s == nullptr || nout < kOutSize) return nullptr;
   for (size_t i = 0; i < kOutSize; i++) out[i] = 0;
   out[kOutRecordFd] = out[kOutPidfd] = -1;
@@ -239,7 +240,7 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
     r = -errno;
     out[kOutStep] = kStepLocal;
   } else {
-    r = clonefd_spawn_send(&b, sock, id, record[1], cwdfd, exec[1], stdio, static_cast<int>(nstdio), timeout_ms);
+    r = clonefd_spawn_send(&b, sock, id, record[1], cwdfd, exec[1], cgroup_fd, stdio, static_cast<int>(nstdio), timeout_ms);
     if (r < 0) out[kOutStep] = kStepSend;
   }
   clonefd_spawn_builder_free(&b);

@@ -73,13 +73,14 @@ class DirectChild implements EngineChild {
   release(): void {}
 }
 
-export const spawnDirect: SpawnFn = (req, stdioFds, flags, sink) => {
+export const spawnDirect: SpawnFn = (req, stdioFds, flags, sink, cgroupFd) => {
   probePidfd();
   let child: DirectChild | undefined;
   const native = binding.spawn(
     req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0,
     (record: ExitRecord) => child!.deliver(record, false),
     out,
+    cgroupFd,
   );
   if (native === undefined) throw spawnError(out[0], out[1], req);
   child = new DirectChild(out[2], native, flags, new ExitDelivery(sink));

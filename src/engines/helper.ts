@@ -105,11 +105,11 @@ class Connection {
     return this.#closed;
   }
 
-  spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, sink: ExitSink): HelperChild {
+  spawn(req: SpawnRequest, stdioFds: Int32Array, flags: number, sink: ExitSink, cgroupFd: number): HelperChild {
     const id = this.#nextId++;
     const userFlags = ((flags & O_CLOEXEC) !== 0 ? 1 : 0) | ((flags & O_NONBLOCK) !== 0 ? 2 : 0);
     const timeout = helperTimeoutMs();
-    const r = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, userFlags, timeout, spawnOut);
+    const r = binding.helperSpawn(this.fd, id, req.paths, req.argv, req.envp, req.cwd, stdioFds, spawnFlags(req), req.uid ?? 0, req.gid ?? 0, userFlags, timeout, spawnOut, cgroupFd);
     // undefined: the addon could not act (this environment is shutting down).
     if (typeof r !== 'number') throw spawnError(ECANCELED, 0, req, 'this environment is shutting down');
     if (r < 0) {
@@ -525,13 +525,13 @@ class HelperChild implements EngineChild {
 /** Marks a spawn error after which trying again is safe (nothing was sent). */
 const retry = Symbol('clonefd.retry');
 
-export const spawnHelper: SpawnFn = (req, stdioFds, flags, sink) => {
+export const spawnHelper: SpawnFn = (req, stdioFds, flags, sink, cgroupFd) => {
   probePidfd();
   try {
-    return connection().spawn(req, stdioFds, flags, sink);
+    return connection().spawn(req, stdioFds, flags, sink, cgroupFd);
   } catch (err) {
     if (!(err as { [retry]?: boolean })[retry]) throw err;
-    return connection().spawn(req, stdioFds, flags, sink);
+    return connection().spawn(req, stdioFds, flags, sink, cgroupFd);
   }
 };
 

@@ -1,0 +1,442 @@
+// Process trees through cgroup v2: one group per child, made before the
+// clone and entered by it (CLONE_INTO_CGROUP), so that nothing the child
+// starts can run outside it. The group is the tree: `cgroup.kill` kills it
+// whole, `cgroup.events` says when it is empty (and frozen), `cpu.stat`
+// keeps the CPU time of everything that ever ran in it. Everything here is
+// file operations on the cgroup filesystem; the only native help is a watch
+// of `cgroup.events` (poll(2) POLLPRI, as kernfs notifies) and pidfds.
+//
+// Where things are is read, never assumed: the cgroup2 mount from
+// /proc/self/mountinfo, this process's own group from /proc/self/cgroup.
+import fs from 'node:fs';
+import path from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { binding, type NativeWatch } from './binding';
+import { codedError, SystemError } from './errors';
+import { EACCES, EBUSY, ENOENT, EPERM, EROFS, ESRCH } from './errno';
+import { SIGKILL } from './signals';
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** Limits for the child's group (each needs its controller delegated to the parent group). */
+export interface CgroupLimits {
+  /** `memory.max`: bytes, or 'max'. */
+  memoryMax?: number | 'max' | undefined;
+  /** `pids.max`: processes, or 'max'. */
+  pidsMax?: number | 'max' | undefined;
+  /** `cpu.max`: "$MAX $PERIOD" in µs, e.g. '50000 100000' (half a CPU), or 'max'. */
+  cpuMax?: string | undefined;
+}
+
+/** The limits' files and the controller each needs, in the order they are written. */
+const LIMIT_FILES: ReadonlyArray<[keyof CgroupLimits, string, string]> = [
+  ['memoryMax', 'memory.max', 'memory'],
+  ['pidsMax', 'pids.max', 'pids'],
+  ['cpuMax', 'cpu.max', 'cpu'],
+];
+
+/** How a process tree ended: `treeExited`'s value. */
+export interface TreeInfo {
+  /** The child's cgroup (removed by now). */
+  cgroup: string;
+  /** CPU time of every process that ever ran in the tree, µs (the rusage units; `cpu.stat`). */
+  userCPUTime: number;
+  systemCPUTime: number;
+  /** Most processes alive at once (`pids.peak`), or null without the pids controller. */
+  peakProcesses: number | null;
+  /** Most memory in use at once, bytes (`memory.peak`), or null without the memory controller. */
+  peakMemory: number | null;
+}
+
+/** Writes a control file: O_WRONLY, never O_CREAT (a missing file is ENOENT: the controller is not there). */
+function writeControl(file: string, value: string): void {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY);
+  try {
+    fs.writeSync(fd, value);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function unavailable(what: string): Error & { code: string } {
+  return codedError(Error, 'ERR_CLONEFD_CGROUP_UNAVAILABLE', `options.cgroup: ${what}`);
+}
+
+/** "\040" and friends in mountinfo paths. */
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * This process's own cgroup v2 directory, from its mount (mountinfo) and its
+ * membership (/proc/self/cgroup, the "0::" line). Throws
+ * ERR_CLONEFD_CGROUP_UNAVAILABLE saying what is missing.
+ */
+export function ownCgroupDir(): string {
+  let mountinfo: string, membership: string;
+  try {
+    mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    membership = fs.readFileSync('/proc/self/cgroup', 'utf8');
+  } catch (err) {
+    throw unavailable(`cannot read /proc/self/mountinfo and /proc/self/cgroup (${(err as Error).message}): is /proc mounted?`);
+  }
+  const line = membership.split('\n').find((l) => l.startsWith('0::'));
+  if (line === undefined) throw unavailable('this process is in no cgroup v2 hierarchy (no "0::" line in /proc/self/cgroup)');
+  const own = line.slice(3);
+  let best: { mount: string; root: string } | null = null;
+  for (const l of mountinfo.split('\n')) {
+    const sep = l.indexOf(' - ');
+    if (sep < 0 || l.slice(sep + 3).split(' ')[0] !== 'cgroup2') continue;
+    const f = l.slice(0, sep).split(' ');
+    const root = unescapeMount(f[3]);
+    const mount = unescapeMount(f[4]);
+    // The mount whose root contains our group (usually "/": the whole hierarchy).
+    if (own === root || own.startsWith(root === '/' ? '/' : `${root}/`)) {
+      if (best === null || root.length > best.root.length) best = { mount, root };
+    }
+  }
+  if (best === null) throw unavailable('no cgroup2 filesystem is mounted that holds this process\'s group (see /proc/self/mountinfo)');
+  const rel = best.root === '/' ? own : own.slice(best.root.length);
+  return path.resolve(best.mount, `.${rel}`);
+}
+
+function isCgroup2(dir: string): boolean {
+  try {
+    return fs.statfsSync(dir).type === CGROUP2_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+function errnoOf(err: unknown): number {
+  const e = err as { errno?: number };
+  return typeof e.errno === 'number' ? -e.errno : 0;
+}
+
+let seq = 0;
+
+/**
+ * Makes a fresh group for one child under `parent` (true: this process's
+ * own group), writes the limits, opens it for the clone. Nothing is left
+ * behind on failure.
+ */
+export function createChildCgroup(parent: string | true, limits: CgroupLimits | null): { dir: string; fd: number } {
+  const base = parent === true ? ownCgroupDir() : parent;
+  if (!isCgroup2(base)) {
+    throw unavailable(parent === true
+      ? `this process's group ${base} is not on a cgroup2 filesystem`
+      : `${base} is not a directory of a cgroup2 filesystem`);
+  }
+  let dir = '';
+  for (;;) {
+    dir = path.join(base, `clonefd-${process.pid}-${threadId}-${++seq}`);
+    try {
+      fs.mkdirSync(dir, 0o755);
+      break;
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno === 17 /* EEXIST: a crashed process of the same pid left it */) continue;
+      if (errno === EACCES || errno === EPERM || errno === EROFS) {
+        throw unavailable(`cannot create a group in ${base} (${(err as Error).message}): it must be writable by this user (a delegated subtree; on systemd, e.g. a unit with Delegate=yes or under user@${process.getuid?.()}.service)`);
+      }
+      throw new SystemError(errno || EACCES, 'mkdir', { path: dir, detail: 'creating the child\'s cgroup' });
+    }
+  }
+  try {
+    if (limits) writeLimits(dir, base, limits);
+    const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    return { dir, fd };
+  } catch (err) {
+    removeGroup(dir);
+    throw err;
+  }
+}
+
+function writeLimits(dir: string, base: string, limits: CgroupLimits): void {
+  for (const [key, file, controller] of LIMIT_FILES) {
+    const value = limits[key];
+    if (value === undefined) continue;
+    try {
+      writeControl(path.join(dir, file), String(value));
+    } catch (err) {
+      if (errnoOf(err) === ENOENT) {
+        let enabled = '';
+        try {
+          enabled = fs.readFileSync(path.join(base, 'cgroup.subtree_control'), 'utf8').trim();
+        } catch { /* unreadable: said as none */ }
+        throw codedError(Error, 'ERR_CLONEFD_CGROUP_CONTROLLER',
+          `options.limits.${key} needs the ${controller} controller delegated to ${base} (its cgroup.subtree_control has ${enabled ? `"${enabled}"` : 'none'}); pass options.cgroup a group where it is`);
+      }
+      throw new SystemError(errnoOf(err) || EACCES, 'write', { path: path.join(dir, file), detail: `options.limits.${key} = ${String(value)}` });
+    }
+  }
+}
+
+/** rmdir, quietly: EBUSY while populated, ENOENT when gone already. */
+function removeGroup(dir: string): boolean {
+  try {
+    fs.rmdirSync(dir);
+    return true;
+  } catch (err) {
+    return errnoOf(err) === ENOENT;
+  }
+}
+
+function readKeyed(file: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n')) {
+    const [k, v] = line.split(' ');
+    if (k && v !== undefined) out.set(k, Number(v));
+  }
+  return out;
+}
+
+function readNumber(file: string): number | null {
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Signals pid through a pidfd if `belongs` says the process that has the
+ * pid now is ours: the pidfd is opened first, so a pid recycled after the
+ * check is never signalled (the pidfd names the old process). True when
+ * sent.
+ */
+export function signalIfOurs(pid: number, signal: number, belongs: (pid: number) => boolean): boolean {
+  const fd = binding.pidfdOpen(pid);
+  if (fd < 0) return false;
+  try {
+    return belongs(pid) && binding.killPidfd(fd, signal) === 0;
+  } finally {
+    binding.closeFd(fd);
+  }
+}
+
+/** Every pid in the group and its descendant groups (a tree may make subgroups of its own). */
+function groupMembers(dir: string): number[] {
+  const out: number[] = [];
+  let text = '';
+  try {
+    text = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8');
+  } catch {
+    return out;
+  }
+  for (const l of text.split('\n')) if (l) out.push(Number(l));
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) if (e.isDirectory()) out.push(...groupMembers(path.join(dir, e.name)));
+  return out;
+}
+
+interface Waiter {
+  want: (ev: { populated: boolean; frozen: boolean }) => boolean;
+  resolve: () => void;
+}
+
+/**
+ * One child's group, from the spawn until the tree is gone and the group
+ * removed. Its `cgroup.events` is watched on this environment's loop (not
+ * keeping it alive unless `ref()`); once the group is empty and the child's
+ * own exit has been delivered, the totals are read and the group removed.
+ */
+export class ChildCgroup {
+  readonly dir: string;
+  #events: number;
+  #watch: NativeWatch | null = null;
+  #populated = true;
+  #frozen = false;
+  #childDone = false;
+  #gone = false;
+  #waiters: Waiter[] = [];
+  #resolve!: (info: TreeInfo) => void;
+  #reject!: (err: Error) => void;
+  readonly exited: Promise<TreeInfo>;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    this.exited = new Promise<TreeInfo>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.exited.catch(() => {});
+    this.#events = fs.openSync(path.join(dir, 'cgroup.events'), 'r');
+    // Read once first: kernfs counts every change since the open as news.
+    this.#readEvents();
+    const w = binding.eventsWatch(this.#events, () => this.#onEvents());
+    if (typeof w === 'number') {
+      // The watch closed the fd.
+      throw new SystemError(-w, 'uv_poll_start', { path: path.join(dir, 'cgroup.events') });
+    }
+    this.#watch = w;
+    binding.ref(w, false);
+    // A state before the watch began would never be signalled.
+    this.#onEvents();
+  }
+
+  /** Whether a waiting `treeExited` keeps the event loop alive. */
+  ref(on: boolean): void {
+    if (this.#watch) binding.ref(this.#watch, on);
+  }
+
+  /** The child itself has exited and its exit was delivered. */
+  childDone(): void {
+    this.#childDone = true;
+    if (!this.#gone) this.#readEvents();
+    this.#maybeFinish();
+  }
+
+  #readEvents(): void {
+    const buf = Buffer.alloc(256);
+    let n = 0;
+    try {
+      // Through the watched fd, from the start: reading is what re-arms POLLPRI.
+      n = fs.readSync(this.#events, buf, 0, buf.length, 0);
+    } catch {
+      return;
+    }
+    for (const line of buf.toString('latin1', 0, n).split('\n')) {
+      const [k, v] = line.split(' ');
+      if (k === 'populated') this.#populated = v === '1';
+      else if (k === 'frozen') this.#frozen = v === '1';
+    }
+  }
+
+  #onEvents(): void {
+    if (this.#gone) return;
+    this.#readEvents();
+    const state = { populated: this.#populated, frozen: this.#frozen };
+    const ready = this.#waiters.filter((w) => w.want(state));
+    this.#waiters = this.#waiters.filter((w) => !w.want(state));
+    for (const w of ready) w.resolve();
+    this.#maybeFinish();
+  }
+
+  #maybeFinish(): void {
+    if (this.#gone || this.#populated || !this.#childDone) return;
+    const cpu = readKeyed(path.join(this.dir, 'cpu.stat'));
+    const info: TreeInfo = {
+      cgroup: this.dir,
+      userCPUTime: cpu.get('user_usec') ?? 0,
+      systemCPUTime: cpu.get('system_usec') ?? 0,
+      peakProcesses: readNumber(path.join(this.dir, 'pids.peak')),
+      peakMemory: readNumber(path.join(this.dir, 'memory.peak')),
+    };
+    this.#close();
+    // A frozen empty group can still be removed; a new member cannot
+    // appear (only members fork into it, and there are none).
+    if (removeGroup(this.dir)) this.#resolve(info);
+    else this.#reject(new SystemError(EBUSY, 'rmdir', { path: this.dir, detail: 'the tree\'s cgroup could not be removed' }));
+  }
+
+  #close(): void {
+    this.#gone = true;
+    if (this.#watch) {
+      binding.unwatch(this.#watch); // closes the events fd
+      this.#watch = null;
+    }
+    for (const w of this.#waiters) w.resolve();
+    this.#waiters = [];
+  }
+
+  /**
+   * Gives up the group (this process is exiting): removed if empty, after
+   * waiting up to waitMs for it to empty (a tree just killed).
+   */
+  abandon(waitMs = 0): void {
+    if (this.#gone) return;
+    const deadline = Date.now() + waitMs;
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      this.#readEvents();
+      if (!this.#populated || Date.now() >= deadline) break;
+      Atomics.wait(nap, 0, 0, 2);
+    }
+    this.#close();
+    removeGroup(this.dir);
+  }
+
+  #gonerr(op: string): SystemError {
+    return new SystemError(ESRCH, op, { path: this.dir, detail: 'the tree has exited and its cgroup is removed' });
+  }
+
+  /** Every process in the tree now (cgroup.procs, subgroups included). */
+  members(): number[] {
+    return this.#gone ? [] : groupMembers(this.dir);
+  }
+
+  /**
+   * SIGKILL: `cgroup.kill`, which the kernel applies to every member and to
+   * any being forked meanwhile. Another signal: each member through a
+   * pidfd, repeated until a pass finds none that has not had it (children
+   * forked meanwhile are members too).
+   */
+  kill(signal: number): void {
+    if (this.#gone) return;
+    if (signal === SIGKILL) {
+      try {
+        writeControl(path.join(this.dir, 'cgroup.kill'), '1');
+        return;
+      } catch (err) {
+        if (errnoOf(err) !== ENOENT) throw new SystemError(errnoOf(err) || EACCES, 'write', { path: path.join(this.dir, 'cgroup.kill') });
+        // No cgroup.kill (< 5.14): member by member, below.
+      }
+    }
+    // Each pass: a pidfd for every member not signalled yet, then the
+    // members again: only a process still listed after its pidfd was
+    // opened is ours (a pid recycled in between names another process, and
+    // the pidfd still names the one that exited). Passes until one finds
+    // nobody new: children forked meanwhile are members too.
+    const sent = new Set<number>();
+    for (let pass = 0; pass < 1000; pass++) {
+      const fresh = this.members().filter((pid) => !sent.has(pid));
+      if (fresh.length === 0) return;
+      const fds = fresh.map((pid) => binding.pidfdOpen(pid));
+      const now = new Set(this.members());
+      fresh.forEach((pid, i) => {
+        sent.add(pid);
+        if (fds[i] < 0) return;
+        if (now.has(pid)) binding.killPidfd(fds[i], signal);
+        binding.closeFd(fds[i]);
+      });
+    }
+  }
+
+  /** Writes cgroup.freeze and waits until cgroup.events says so. */
+  async setFrozen(on: boolean): Promise<void> {
+    if (this.#gone) throw this.#gonerr(on ? 'freeze' : 'thaw');
+    try {
+      writeControl(path.join(this.dir, 'cgroup.freeze'), on ? '1' : '0');
+    } catch (err) {
+      throw new SystemError(errnoOf(err) || EACCES, 'write', { path: path.join(this.dir, 'cgroup.freeze') });
+    }
+    this.#readEvents();
+    if (this.#frozen === on) return;
+    await new Promise<void>((resolve) => this.#waiters.push({ want: (s) => s.frozen === on, resolve }));
+  }
+
+  /** Whether cgroup.events says frozen. */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /** Leaves the tree's SIGKILL for a later failure path: fail the tree promise. */
+  fail(err: Error): void {
+    if (this.#gone) return;
+    this.#close();
+    this.#reject(err);
+  }
+}

@@ -1,0 +1,246 @@
+// Process trees: a cgroup v2 group per child (cgroup: true), killTree,
+// treeExited, freeze/thaw, killMode 'tree'. Shared: runs for every engine
+// and clone path (the legacy clone() path joins the group from the child
+// instead of CLONE_INTO_CGROUP). Real processes and real groups; skipped
+// only where this machine has no writable cgroup v2 hierarchy.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, type Subprocess } from '../../src/index';
+import { ownCgroupDir } from '../../src/cgroup';
+import { collect, procStatus, useLeakCheck, waitFor } from '../helpers';
+
+function cgroupSupport(): string | null {
+  try {
+    const dir = ownCgroupDir();
+    const p = spawn('/bin/true', [], { cgroup: true, stdio: 'ignore' });
+    p.kill('SIGKILL');
+    return existsSync(dir) ? null : `no cgroup directory ${dir}`;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+const missing = cgroupSupport();
+if (missing) console.warn(`skipping process-tree tests: ${missing}`);
+
+/** Our groups in the parent directory (named clonefd-<our pid>-...). */
+function ourGroups(): string[] {
+  const dir = ownCgroupDir();
+  return readdirSync(dir).filter((n) => n.startsWith(`clonefd-${process.pid}-`));
+}
+
+function alive(pid: number): boolean {
+  try {
+    const state = procStatus(pid, 'State');
+    return state !== undefined && !state.startsWith('Z');
+  } catch {
+    return false; // gone
+  }
+}
+
+/** Pids printed by the child, one per line, once `count` are there. */
+async function pidsFrom(p: Subprocess, count: number): Promise<number[]> {
+  const pids: number[] = [];
+  let buf = '';
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n').filter(Boolean);
+      if (lines.length >= count) {
+        pids.push(...lines.slice(0, count).map(Number));
+        resolve();
+      }
+    });
+    p.stdout!.on('end', () => reject(new Error(`child printed only ${JSON.stringify(buf)}`)));
+  });
+  return pids;
+}
+
+// A setsid daemon and a double-forked grandchild, each printing its pid;
+// the child itself stays until killed.
+const ESCAPEES = 'setsid sh -c \'echo $$; exec sleep 60\' & (sh -c \'echo $$; exec sleep 60\' &) ; exec sleep 60';
+
+const procCpu = (pid: number): number => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime, ticks
+};
+
+describe.skipIf(missing !== null)('process trees with a cgroup per child', () => {
+  useLeakCheck();
+  afterAll(async () => {
+    expect(await waitFor(() => ourGroups().length === 0, 10_000), `groups left: ${ourGroups().join(', ')}`).toBe(true);
+  });
+
+  it('starts the child in a fresh group of its own, under this process\'s group', async () => {
+    const p = spawn('sh', ['-c', 'cat /proc/self/cgroup'], { cgroup: true });
+    const [out] = await Promise.all([collect(p.stdout), p.exited]);
+    expect(p.cgroup).toMatch(new RegExp(`/clonefd-${process.pid}-\\d+-\\d+$`));
+    expect(path.dirname(p.cgroup!)).toBe(ownCgroupDir());
+    const line = out.split('\n').find((l) => l.startsWith('0::'))!;
+    expect(line.endsWith(`/${path.basename(p.cgroup!)}`)).toBe(true);
+    await p.treeExited;
+    expect(existsSync(p.cgroup!)).toBe(false);
+  });
+
+  it('killTree() leaves nothing of a setsid daemon and a double-forked grandchild; kill() leaves them (control)', async () => {
+    const control = spawn('sh', ['-c', ESCAPEES], { cgroup: true });
+    const [cd, cg] = await pidsFrom(control, 2);
+    control.kill('SIGKILL');
+    await control.exited;
+    expect(alive(cd) && alive(cg), 'kill() reaches the child only').toBe(true);
+    await control.killTree();
+    await control.treeExited;
+    expect(alive(cd) || alive(cg)).toBe(false);
+
+    const p = spawn('sh', ['-c', ESCAPEES], { cgroup: true });
+    const [daemon, grandchild] = await pidsFrom(p, 2);
+    // One of them really has a session of its own.
+    expect([daemon, grandchild].some((pid) => procStatus(pid, 'NSsid') === String(pid))).toBe(true);
+    await p.killTree();
+    const [info, tree] = await Promise.all([p.exited, p.treeExited]);
+    expect(info.signal).toBe('SIGKILL');
+    expect(alive(daemon) || alive(grandchild) || alive(p.pid)).toBe(false);
+    expect(existsSync(tree.cgroup)).toBe(false);
+  });
+
+  it('killTree(SIGTERM) signals every member, one by one', async () => {
+    const p = spawn('sh', ['-c', ESCAPEES], { cgroup: true });
+    const [daemon, grandchild] = await pidsFrom(p, 2);
+    await p.killTree('SIGTERM');
+    const [info] = await Promise.all([p.exited, p.treeExited]);
+    expect(info.signal).toBe('SIGTERM');
+    expect(alive(daemon) || alive(grandchild)).toBe(false);
+  });
+
+  it('tree CPU time counts every process that ran in it; the record\'s utime only the child\'s own', async () => {
+    const burn = 'import time\nwhile time.process_time() < 0.3: pass\n';
+    const p = spawn('sh', ['-c', 'python3 -c "$0" & python3 -c "$0" & wait', burn], { cgroup: true, stdio: 'ignore' });
+    const [info, tree] = await Promise.all([p.exited, p.treeExited]);
+    expect(info.exitCode).toBe(0);
+    expect(info.utime).toBeLessThan(5);
+    // Each burn ran until its own clock said 300 ms; the tree holds both.
+    expect(tree.userCPUTime + tree.systemCPUTime).toBeGreaterThanOrEqual(600_000);
+    expect(tree.peakProcesses === null || tree.peakProcesses >= 3).toBe(true);
+  });
+
+  it('treeExited waits for a grandchild that outlives the child by a second, then the group is gone', async () => {
+    const p = spawn('sh', ['-c', 'sleep 1 & echo $!'], { cgroup: true });
+    const [grandchild] = await pidsFrom(p, 1);
+    await p.exited;
+    expect(alive(grandchild)).toBe(true);
+    expect(existsSync(p.cgroup!)).toBe(true);
+    await p.treeExited;
+    expect(alive(grandchild)).toBe(false);
+    expect(existsSync(p.cgroup!)).toBe(false);
+  });
+
+  it('freeze() stops every member (no CPU time while frozen, cgroup.events frozen 1); thaw() resumes', async () => {
+    const p = spawn('sh', ['-c', 'while :; do :; done & exec sh -c "while :; do :; done"'], { cgroup: true, stdio: 'ignore' });
+    await waitFor(() => readFileSync(path.join(p.cgroup!, 'cgroup.procs'), 'utf8').trim().split('\n').length === 2);
+    const members = readFileSync(path.join(p.cgroup!, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
+    await p.freeze();
+    expect(readFileSync(path.join(p.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 1/);
+    const before = members.map(procCpu);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(members.map(procCpu)).toEqual(before);
+    for (const pid of members) expect(procStatus(pid, 'State')).not.toMatch(/^R/);
+    await p.thaw();
+    expect(readFileSync(path.join(p.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 0/);
+    expect(await waitFor(() => members.every((pid, i) => procCpu(pid) > before[i]), 10_000)).toBe(true);
+    // A frozen tree can still be killed whole.
+    await p.freeze();
+    await p.killTree();
+    await p.treeExited;
+  });
+
+  it('killMode: tree makes the timeout kill the whole tree', async () => {
+    const p = spawn('sh', ['-c', ESCAPEES], { cgroup: true, timeout: 300, killMode: 'tree', killSignal: 'SIGKILL' });
+    const [daemon, grandchild] = await pidsFrom(p, 2);
+    const [info] = await Promise.all([p.exited, p.treeExited]);
+    expect(info.signal).toBe('SIGKILL');
+    expect(alive(daemon) || alive(grandchild)).toBe(false);
+  });
+
+  it('killMode: tree makes an AbortSignal kill the whole tree', async () => {
+    const ac = new AbortController();
+    const p = spawn('sh', ['-c', ESCAPEES], { cgroup: true, signal: ac.signal, killMode: 'tree' });
+    const [daemon] = await pidsFrom(p, 2);
+    ac.abort();
+    const [info] = await Promise.all([p.exited, p.treeExited]);
+    expect(info.signal).toBe('SIGTERM');
+    expect(alive(daemon)).toBe(false);
+  });
+
+  it('many spawns with cgroup: true leave no group behind', async () => {
+    const n = Number(process.env.CLONEFD_TREE_SPAWNS ?? 300);
+    for (let i = 0; i < n; i += 50) {
+      const batch = Array.from({ length: Math.min(50, n - i) }, () => spawn('/bin/true', [], { cgroup: true, stdio: 'ignore' }));
+      await Promise.all(batch.map((p) => p.treeExited));
+    }
+    expect(ourGroups()).toEqual([]);
+  });
+
+  it('a failed spawn leaves no group', async () => {
+    expect(() => spawn('/nonexistent/program', [], { cgroup: true })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(ourGroups()).toEqual([]);
+  });
+});
+
+describe('process-tree options: errors', () => {
+  it('rejects a cgroup that is not a cgroup v2 directory with a coded error', () => {
+    expect(() => spawn('/bin/true', [], { cgroup: '/tmp' })).toThrow(expect.objectContaining({ code: 'ERR_CLONEFD_CGROUP_UNAVAILABLE' }));
+    expect(() => spawn('/bin/true', [], { cgroup: 'relative/path' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => spawn('/bin/true', [], { cgroup: 1 as unknown as boolean })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+  });
+
+  it('rejects limits without a cgroup, unknown limits and bad values', () => {
+    expect(() => spawn('/bin/true', [], { limits: { pidsMax: 10 } })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/needs options.cgroup/) }));
+    expect(() => spawn('/bin/true', [], { cgroup: true, limits: { pidMax: 1 } as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => spawn('/bin/true', [], { cgroup: true, limits: { memoryMax: -1 } })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => spawn('/bin/true', [], { cgroup: true, limits: { cpuMax: 'half' } })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => spawn('/bin/true', [], { killMode: 'group' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+  });
+
+  it.skipIf(missing !== null)('a limit whose controller is not delegated is a coded error naming it, and leaves no group', () => {
+    const enabled = readFileSync(path.join(ownCgroupDir(), 'cgroup.subtree_control'), 'utf8');
+    for (const [key, controller] of [['pidsMax', 'pids'], ['memoryMax', 'memory'], ['cpuMax', 'cpu']] as const) {
+      if (enabled.split(' ').includes(controller)) continue; // delegated here: nothing to refuse
+      const limits = key === 'cpuMax' ? { cpuMax: '50000 100000' } : { [key]: 1 << 20 };
+      expect(() => spawn('/bin/true', [], { cgroup: true, limits })).toThrow(expect.objectContaining({
+        code: 'ERR_CLONEFD_CGROUP_CONTROLLER',
+        message: expect.stringContaining(`${controller} controller`),
+      }));
+    }
+    expect(ourGroups()).toEqual([]);
+  });
+
+  it('treeExited, freeze() and thaw() need a cgroup', async () => {
+    const p = spawn('/bin/true', [], { stdio: 'ignore' });
+    await expect(p.treeExited).rejects.toMatchObject({ code: 'ERR_CLONEFD_CGROUP_REQUIRED' });
+    await expect(p.freeze()).rejects.toMatchObject({ code: 'ERR_CLONEFD_CGROUP_REQUIRED' });
+    await expect(p.thaw()).rejects.toMatchObject({ code: 'ERR_CLONEFD_CGROUP_REQUIRED' });
+    await p.exited;
+  });
+});
+
+describe('process trees without a cgroup (best-effort)', () => {
+  useLeakCheck();
+
+  it('killMode: tree gives the child a process group, and killTree() reaches it', async () => {
+    const p = spawn('sh', ['-c', 'sh -c \'echo $$; exec sleep 60\' & wait'], { killMode: 'tree' });
+    const [grandchild] = await pidsFrom(p, 1);
+    expect(procStatus(grandchild, 'NSpgid')).toBe(String(p.pid));
+    await p.killTree();
+    const info = await p.exited;
+    expect(info.signal).toBe('SIGKILL');
+    expect(await waitFor(() => !alive(grandchild))).toBe(true);
+  });
+
+  it('killTree() finds descendants that left the process group (setsid) while they are still below the child', async () => {
+    const p = spawn('sh', ['-c', 'setsid sh -c \'echo $$; exec sleep 60\' & wait']);
+    const [daemon] = await pidsFrom(p, 1);
+    await p.killTree();
+    await p.exited;
+    expect(await waitFor(() => !alive(daemon))).toBe(true);
+  });
+});
