@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // The `clonefd` command.
-//   clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [--engine E] -- CMD [ARGS...]
+//   clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [--engine E] [--tree] [--cgroup]
+//               [--cgroup-parent DIR] [--kill-tree-on-timeout] -- CMD [ARGS...]
 //   clonefd demo
 import { spawn as cpSpawn } from 'node:child_process';
 import { clonefd, spawn, CLK_TCK, O_CLOEXEC, O_NONBLOCK, type ClonefdInfo, type Engine } from './index';
 import { toSignalNumber } from './signals';
 
-const USAGE = `usage: clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [--engine helper|direct] -- CMD [ARGS...]
+const USAGE = `usage: clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [--engine helper|direct]
+                   [--tree] [--cgroup] [--cgroup-parent DIR] [--kill-tree-on-timeout] -- CMD [ARGS...]
        clonefd demo
 
   run    runs CMD with inherited stdio, then prints its clonefd_info and rusage
@@ -15,6 +17,11 @@ const USAGE = `usage: clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [
          --timeout DUR      kill it after DUR (e.g. 500ms, 2s, 1.5m, 1h; a bare number is seconds)
          --kill-signal SIG  the signal for --timeout (default SIGTERM)
          --engine E         'helper' (default) or 'direct'
+         --cgroup           run CMD in a cgroup v2 group of its own (under this process's group)
+         --cgroup-parent DIR  the same, under the cgroup directory DIR
+         --tree             (implies --cgroup) wait until every process CMD started is gone,
+                            then print the tree's CPU time and peaks as well
+         --kill-tree-on-timeout  --timeout kills CMD's whole tree, not just CMD
   demo   a few seconds that show what clonefd does`;
 
 class UsageError extends Error {}
@@ -34,11 +41,15 @@ interface RunArgs {
   timeout: number;
   killSignal: number;
   engine: Engine;
+  /** null: no cgroup; true: under our own group; else the parent directory. */
+  cgroup: true | string | null;
+  tree: boolean;
+  killTree: boolean;
   command: string[];
 }
 
 export function parseRunArgs(argv: string[]): RunArgs {
-  const out: RunArgs = { json: false, timeout: 0, killSignal: 15, engine: 'helper', command: [] };
+  const out: RunArgs = { json: false, timeout: 0, killSignal: 15, engine: 'helper', cgroup: null, tree: false, killTree: false, command: [] };
   let i = 0;
   const value = (flag: string) => {
     if (i + 1 >= argv.length) throw new UsageError(`${flag} needs a value`);
@@ -65,7 +76,11 @@ export function parseRunArgs(argv: string[]): RunArgs {
       const e = value(a);
       if (e !== 'helper' && e !== 'direct') throw new UsageError(`unknown engine: ${e}`);
       out.engine = e;
-    } else if (a.startsWith('-')) throw new UsageError(`unknown option: ${a}`);
+    } else if (a === '--cgroup') out.cgroup ??= true;
+    else if (a === '--cgroup-parent') out.cgroup = value(a);
+    else if (a === '--tree') out.tree = true;
+    else if (a === '--kill-tree-on-timeout') out.killTree = true;
+    else if (a.startsWith('-')) throw new UsageError(`unknown option: ${a}`);
     else {
       // No "--": the command starts at the first non-option word.
       out.command = argv.slice(i);
@@ -73,6 +88,8 @@ export function parseRunArgs(argv: string[]): RunArgs {
     }
   }
   if (out.command.length === 0) throw new UsageError('missing command');
+  if (out.tree) out.cgroup ??= true;
+  if (out.killTree && out.timeout === 0) throw new UsageError('--kill-tree-on-timeout needs --timeout');
   return out;
 }
 
@@ -97,6 +114,8 @@ async function run(argv: string[]): Promise<number> {
       timeout: args.timeout,
       killSignal: args.killSignal,
       engine: args.engine,
+      cgroup: args.cgroup ?? undefined,
+      killMode: args.killTree ? 'tree' : 'process',
     });
   } catch (err) {
     const e = err as Error & { code?: string };
@@ -112,11 +131,15 @@ async function run(argv: string[]): Promise<number> {
   process.on('SIGINT', ignore);
   process.on('SIGQUIT', ignore);
   for (const sig of ['SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
+  const treeExited = args.tree ? child.treeExited : null;
   const info = await child.exited;
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const tree = treeExited ? await treeExited : null;
+  const treeMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const status = info.exitCode !== null ? info.exitCode : 128 + info.status;
   if (args.json) {
-    process.stderr.write(`${JSON.stringify({ ...(info.toJSON() as object), wallMs: Number(wallMs.toFixed(3)), clkTck: CLK_TCK, clonefdInfo: info.toBuffer().toString('hex') })}\n`);
+    const treeJson = tree ? { tree: { ...tree, wallMs: Number(treeMs.toFixed(3)) } } : {};
+    process.stderr.write(`${JSON.stringify({ ...(info.toJSON() as object), wallMs: Number(wallMs.toFixed(3)), clkTck: CLK_TCK, clonefdInfo: info.toBuffer().toString('hex'), ...treeJson })}\n`);
   } else {
     const what = info.signal ? `killed by ${info.signal}${info.coreDumped ? ' (core dumped)' : ''}` : `exited with ${info.exitCode}`;
     process.stderr.write(
@@ -124,6 +147,15 @@ async function run(argv: string[]): Promise<number> {
         `clonefd_info: code ${info.code}, status ${info.status}, utime ${info.utime ?? 'unknown'}, stime ${info.stime ?? 'unknown'} (ticks of 1/${CLK_TCK}s)\n` +
         `${describeRusage(info)}\n`,
     );
+    if (tree) {
+      const peaks = [
+        tree.peakProcesses === null ? 'peak processes unknown (no pids controller)' : `peak processes ${tree.peakProcesses}`,
+        tree.peakMemory === null ? 'peak memory unknown (no memory controller)' : `peak memory ${tree.peakMemory} bytes`,
+      ];
+      process.stderr.write(
+        `tree: gone after ${(treeMs / 1000).toFixed(3)}s; CPU user ${(tree.userCPUTime / 1e6).toFixed(3)}s, system ${(tree.systemCPUTime / 1e6).toFixed(3)}s; ${peaks.join(', ')}\n`,
+      );
+    }
   }
   return status;
 }

@@ -103,3 +103,43 @@ describe('clonefd run: --kill-signal 0', () => {
     expect(r.stderr).toMatch(/--kill-signal 0/);
   });
 });
+
+describe('clonefd run: process trees', () => {
+  // Skipped where this machine has no writable cgroup v2 (the error says what is missing).
+  const probe = run('run', '--cgroup', '--', 'true');
+  const noCgroup = probe.status !== 0 ? probe.stderr : null;
+
+  it.skipIf(noCgroup !== null)('--tree waits for a grandchild that outlives CMD and prints the tree\'s CPU', () => {
+    const burn = 'import time\nwhile time.process_time() < 0.2: pass\n';
+    const r = run('run', '--json', '--tree', '--', 'sh', '-c', '(sleep 0.5; python3 -c "$0") & exit 4', burn);
+    expect(r.status).toBe(4);
+    const obj = JSON.parse(r.stderr.trim());
+    expect(obj.exitCode).toBe(4);
+    // CMD itself exited at once; the tree lived on until the burn was done.
+    expect(obj.tree.wallMs).toBeGreaterThan(obj.wallMs + 400);
+    expect(obj.tree.userCPUTime + obj.tree.systemCPUTime).toBeGreaterThanOrEqual(200_000);
+    expect(obj.tree.cgroup).toMatch(/clonefd-\d+-\d+-\d+$/);
+  });
+
+  it.skipIf(noCgroup !== null)('--kill-tree-on-timeout: the timeout leaves nothing of a setsid daemon', () => {
+    const tag = `clonefd-cli-tree-${process.pid}`;
+    const r = run('run', '--tree', '--timeout', '300ms', '--kill-tree-on-timeout', '--kill-signal', 'KILL', '--',
+      'sh', '-c', `setsid sh -c 'exec -a ${tag} sleep 30' & sleep 30`);
+    expect(r.status).toBe(128 + 9);
+    expect(r.stderr).toMatch(/tree: gone after/);
+    const left = spawnSync('pgrep', ['-f', tag], { encoding: 'utf8' });
+    expect(left.stdout.trim()).toBe('');
+  });
+
+  it('usage errors: --kill-tree-on-timeout without --timeout', () => {
+    expect(() => parseRunArgs(['--kill-tree-on-timeout', '--', 'true'])).toThrow(/needs --timeout/);
+    expect(parseRunArgs(['--tree', '--', 'true'])).toMatchObject({ cgroup: true, tree: true });
+    expect(parseRunArgs(['--cgroup-parent', '/x', '--', 'true'])).toMatchObject({ cgroup: '/x' });
+  });
+
+  it('a cgroup that cannot be had: a clear error, status 126', () => {
+    const r = run('run', '--cgroup-parent', '/tmp', '--', 'true');
+    expect(r.status).toBe(126);
+    expect(r.stderr).toMatch(/not a directory of a cgroup2 filesystem/);
+  });
+});
