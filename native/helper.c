@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -131,23 +132,32 @@ struct child {
   int record;  /* the record pipe's write end */
   uint64_t id;
   int kill_with_parent;
-  int cgroup; /* -1, or (kill_with_parent) the child's cgroup directory: the whole tree goes with the client */
   struct client *client; /* NULL once the client is gone */
 };
 
-/* SIGKILL for every process in the cgroup dirfd (cgroup.kill, 5.14). */
-static int kill_cgroup(int dirfd) {
-  int fd = openat(dirfd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  ssize_t n = write(fd, "1", 1);
-  int err = n == 1 ? 0 : -errno;
-  close(fd);
-  return err;
-}
+/*
+ * A child's cgroup (the `cgroup` option: its process tree), from the spawn
+ * until the group is empty: the tree outlives the child as long as any
+ * process in it does. While the client is there, the group is Node's to
+ * remove; once it is gone, killWithParent trees are killed whole
+ * (cgroup.kill) and every tree's group is removed here when it empties, so
+ * a Node process that dies leaves no group behind. The helper stays while
+ * it has such trees.
+ */
+struct tree {
+  struct tree *next, *prev;
+  int dir;    /* the group's directory */
+  int events; /* its cgroup.events, watched for POLLPRI */
+  int kill_with_parent;
+  int dead; /* freed after this epoll batch, which may still hold an event of it */
+  struct client *client; /* NULL once the client is gone */
+};
+static struct tree *trees, *dead_trees;
+static size_t ntrees;
 
 /* epoll data: a tagged pointer (low 3 bits; every pointer here comes from
    malloc, so they are free) to what became ready. */
-enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_PIDFD = 4 };
+enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_TREE = 3, TAG_PIDFD = 4 };
 #define TAG_MASK 7u
 
 static int epfd = -1;
@@ -272,6 +282,94 @@ static int reply_spawned(struct client *c, uint64_t id, pid_t pid, int err, int 
   return send_msg(c, &c->req, &msg, sizeof msg, pidfd);
 }
 
+/* ---- trees (cgroups) ---------------------------------------------------- */
+
+/* SIGKILL for every process in the group (cgroup.kill, 5.14). */
+static int kill_cgroup(int dirfd) {
+  int fd = openat(dirfd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = write(fd, "1", 1);
+  int err = n == 1 ? 0 : -errno;
+  close(fd);
+  return err;
+}
+
+/* Whether cgroup.events says "populated 0" (reading it re-arms POLLPRI). An
+   unreadable file counts as empty: the group is gone. */
+static int tree_empty(struct tree *t) {
+  char buf[128];
+  ssize_t n = pread(t->events, buf, sizeof buf - 1, 0);
+  if (n <= 0) return 1;
+  buf[n] = '\0';
+  return strstr(buf, "populated 0") != NULL;
+}
+
+static void free_tree(struct tree *t, int remove_group) {
+  if (remove_group) {
+    /* By its path now: rmdir has no fd form. */
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", t->dir);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n > 0) {
+      path[n] = '\0';
+      rmdir(path); /* EBUSY: repopulated cannot happen (no member left to fork); ENOENT: gone */
+    }
+  }
+  epoll_ctl(epfd, EPOLL_CTL_DEL, t->events, NULL);
+  close(t->events);
+  close(t->dir);
+  if (t->prev) t->prev->next = t->next;
+  else trees = t->next;
+  if (t->next) t->next->prev = t->prev;
+  ntrees--;
+  t->dead = 1;
+  t->next = dead_trees;
+  dead_trees = t;
+}
+
+/* cgroup.events changed: an empty group is done with (removed here once its client is gone). */
+static void on_tree(struct tree *t) {
+  if (!t->dead && tree_empty(t)) free_tree(t, t->client == NULL);
+}
+
+/* Follows the group at dirfd (dup'd; the caller keeps its fd). Without the
+   fds for it (a full table), the tree is Node's alone: nothing is lost
+   but the cleanup after Node's death. */
+static void add_tree(int dirfd, struct client *c, int kill_with_parent) {
+  struct tree *t = calloc(1, sizeof *t);
+  if (!t) return;
+  t->dir = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  t->events = t->dir < 0 ? -1 : openat(t->dir, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  if (t->events < 0) {
+    if (t->dir >= 0) close(t->dir);
+    free(t);
+    return;
+  }
+  t->dir = keep_high(t->dir, nchildren);
+  t->events = keep_high(t->events, nchildren);
+  t->client = c;
+  t->kill_with_parent = kill_with_parent;
+  t->next = trees;
+  if (trees) trees->prev = t;
+  trees = t;
+  ntrees++;
+  /* Read first: kernfs counts every change since the open as news. Empty
+     already: the tree (child included) is done, Node removes the group. */
+  if (tree_empty(t) || watch(t->events, EPOLLPRI, t, TAG_TREE, EPOLL_CTL_ADD) < 0) free_tree(t, 0);
+}
+
+/* The client is gone: its killWithParent trees are killed whole; every
+   tree of it is removed here once empty. */
+static void trees_orphaned(struct client *c) {
+  for (struct tree *t = trees, *next; t; t = next) {
+    next = t->next;
+    if (t->client != c) continue;
+    t->client = NULL;
+    if (t->kill_with_parent) kill_cgroup(t->dir);
+    if (tree_empty(t)) free_tree(t, 1);
+  }
+}
+
 /* ---- clients ------------------------------------------------------------ */
 
 static void client_gone(struct client *c) {
@@ -288,11 +386,11 @@ static void client_gone(struct client *c) {
      others are still reaped, their records still written. */
   for (struct child *ch = children; ch; ch = ch->next) {
     if (ch->client != c) continue;
-    if (ch->kill_with_parent && (ch->cgroup < 0 || kill_cgroup(ch->cgroup) < 0))
-      SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
+    if (ch->kill_with_parent) SYS4(__NR_pidfd_send_signal, ch->pidfd, SIGKILL, NULL, 0);
     ch->client = NULL;
   }
   c->children = 0;
+  trees_orphaned(c);
   for (size_t i = 0; i < nclients; i++) {
     if (clients[i] == c) {
       clients[i] = clients[--nclients];
@@ -421,6 +519,10 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   }
   /* The child has its own fd table: keep only the record pipe. Closing
      our copy of the exec pipe lets Node see its EOF at the exec. */
+  if (spec->cgroup_fd >= 0) {
+    uint32_t both = CLONEFD_REQ_KILL_WITH_PARENT | CLONEFD_REQ_KILL_TREE;
+    add_tree(spec->cgroup_fd, c, (spec->req.flags & both) == both);
+  }
   int record = keep_high(fds[0], nchildren);
   fds[0] = -1;
   close_fds(fds, nfds);
@@ -434,12 +536,6 @@ static void handle_spawn(struct client *c, uint64_t id, unsigned char *body, siz
   ch->record = record;
   ch->id = id;
   ch->kill_with_parent = (spec->req.flags & CLONEFD_REQ_KILL_WITH_PARENT) != 0;
-  ch->cgroup = -1;
-  if (ch->kill_with_parent && spec->cgroup_fd >= 0) {
-    /* Kept for client_gone; without it (no fd left) the child alone is killed then. */
-    int fd = fcntl(spec->cgroup_fd, F_DUPFD_CLOEXEC, 0);
-    ch->cgroup = fd < 0 ? -1 : keep_high(fd, nchildren);
-  }
   ch->client = c;
   ch->next = children;
   if (children) children->prev = ch;
@@ -479,7 +575,6 @@ static void remove_child(struct child *ch) {
   if (ch->next) ch->next->prev = ch->prev;
   nchildren--;
   if (ch->client) ch->client->children--;
-  if (ch->cgroup >= 0) close(ch->cgroup);
   free(ch);
 }
 
@@ -635,7 +730,7 @@ int main(void) {
   if (watch(CLONEFD_HELPER_CONTROL_FD, EPOLLIN, NULL, TAG_CONTROL, EPOLL_CTL_ADD) < 0) return 1;
 
   struct epoll_event ev[64];
-  while (control_open || nclients > 0 || nchildren > 0) {
+  while (control_open || nclients > 0 || nchildren > 0 || ntrees > 0) {
     int n = epoll_wait(epfd, ev, 64, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -654,12 +749,20 @@ int main(void) {
         case TAG_EVENTS:
           on_events(p, ev[i].events);
           break;
+        case TAG_TREE:
+          on_tree(p);
+          break;
         case TAG_PIDFD:
           on_exit_ready(p);
           break;
       }
     }
     while (ngraveyard > 0) free(graveyard[--ngraveyard]);
+    while (dead_trees) {
+      struct tree *t = dead_trees;
+      dead_trees = t->next;
+      free(t);
+    }
   }
   return 0;
 }

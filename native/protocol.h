@@ -68,6 +68,7 @@ struct clonefd_msg_header {
 #define CLONEFD_REQ_PAYLOAD_MEMFD 0x20
 #define CLONEFD_REQ_SETPGID 0x40 /* = CLONEFD_SETPGID */
 #define CLONEFD_REQ_CGROUP 0x80  /* a cgroup directory fd follows the exec pipe (and memfd) */
+#define CLONEFD_REQ_KILL_TREE 0x100 /* with KILL_WITH_PARENT and CGROUP: the whole group goes with the client */
 
 /*
  * SPAWN: header, this struct, then (inline, or in the memfd) the strings:

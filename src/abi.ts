@@ -62,6 +62,7 @@ export enum SpawnFlag {
   Setgid = 0x4,
   KillWithParent = 0x8,
   Setpgid = 0x40,
+  KillTree = 0x100,
 }
 
 /** Reply types from the helper (native/protocol.h). */
@@ -131,6 +132,7 @@ export const layout: Record<string, number> = {
   'SpawnFlag.Setgid': SpawnFlag.Setgid,
   'SpawnFlag.KillWithParent': SpawnFlag.KillWithParent,
   'SpawnFlag.Setpgid': SpawnFlag.Setpgid,
+  'SpawnFlag.KillTree': SpawnFlag.KillTree,
   'MsgType.Spawned': MsgType.Spawned,
   'MsgType.Exit': MsgType.Exit,
   'Msg.Type': Msg.Type,

@@ -372,6 +372,7 @@ export function spawnFlags(req: SpawnRequest): number {
   if (req.uid !== undefined) flags |= SpawnFlag.Setuid;
   if (req.gid !== undefined) flags |= SpawnFlag.Setgid;
   if (req.killWithParent) flags |= SpawnFlag.KillWithParent;
+  if (req.killWithParent && req.killMode === 'tree') flags |= SpawnFlag.KillTree;
   // A tree without a cgroup is the child's process group: it needs one of its own.
   if (req.killMode === 'tree' && req.cgroup === null && !req.detached) flags |= SpawnFlag.Setpgid;
   return flags;

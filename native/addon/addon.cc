@@ -112,6 +112,7 @@ const Constant kLayout[] = {
     {"SpawnFlag.Setgid", CLONEFD_REQ_SETGID},
     {"SpawnFlag.KillWithParent", CLONEFD_REQ_KILL_WITH_PARENT},
     {"SpawnFlag.Setpgid", CLONEFD_REQ_SETPGID},
+    {"SpawnFlag.KillTree", CLONEFD_REQ_KILL_TREE},
     {"MsgType.Spawned", CLONEFD_MSG_SPAWNED},
     {"MsgType.Exit", CLONEFD_MSG_EXIT},
     {"Msg.Type", kMsgType},

@@ -30,6 +30,7 @@ namespace {
 // Spawn flag beyond child.h's: kill the child when its creating thread
 // exits (src/abi.ts SpawnFlag.KillWithParent, the wire's value too).
 constexpr int kKillWithParent = 0x8;
+constexpr int kKillTree = 0x100;  // the helper's (protocol.h): the direct engine has no one left to kill the tree
 
 // Reap now (the pidfd is readable) and stop watching. -EAGAIN: not exited
 // after all, keep watching.
@@ -95,7 +96,7 @@ napi_value Spawn(napi_env env, napi_callback_info info) {
   plan.cwd = has_cwd ? cwd.c_str() : nullptr;
   plan.stdio = stdio;
   plan.nstdio = static_cast<int>(nstdio);
-  plan.flags = flags & ~kKillWithParent;
+  plan.flags = flags & ~(kKillWithParent | kKillTree);
   if (flags & kKillWithParent) {
     // PR_SET_PDEATHSIG follows the thread that clones: this one.
     plan.pdeath_signal = SIGKILL;
