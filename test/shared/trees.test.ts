@@ -172,7 +172,7 @@ describe.skipIf(missing !== null)('process trees with a cgroup per child', () =>
   });
 
   it('many spawns with cgroup: true leave no group behind', async () => {
-    const n = Number(process.env.CLONEFD_TREE_SPAWNS ?? 300);
+    const n = Number(process.env.CLONEFD_TREE_SPAWNS ?? 1000);
     for (let i = 0; i < n; i += 50) {
       const batch = Array.from({ length: Math.min(50, n - i) }, () => spawn('/bin/true', [], { cgroup: true, stdio: 'ignore' }));
       await Promise.all(batch.map((p) => p.treeExited));
