@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -304,15 +305,39 @@ static int tree_empty(struct tree *t) {
   return strstr(buf, "populated 0") != NULL;
 }
 
+/* Removes the empty groups below dirfd (a tree may make its own), deepest
+   first; depth is bounded by cgroup.max.depth and our stack. */
+static void remove_subgroups(int dirfd, int depth) {
+  if (depth > 32) return;
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sub < 0) continue;
+    remove_subgroups(sub, depth + 1);
+    close(sub);
+    unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
+  }
+  closedir(d);
+}
+
 static void free_tree(struct tree *t, int remove_group) {
   if (remove_group) {
-    /* By its path now: rmdir has no fd form. */
+    remove_subgroups(t->dir, 0);
+    /* The group itself by its path: rmdir has no fd form. */
     char link[64], path[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", t->dir);
     ssize_t n = readlink(link, path, sizeof path - 1);
     if (n > 0) {
       path[n] = '\0';
-      rmdir(path); /* EBUSY: repopulated cannot happen (no member left to fork); ENOENT: gone */
+      rmdir(path); /* EBUSY cannot come back (no member left to fork); ENOENT: gone */
     }
   }
   epoll_ctl(epfd, EPOLL_CTL_DEL, t->events, NULL);

@@ -172,8 +172,18 @@ function writeLimits(dir: string, base: string, limits: CgroupLimits): void {
   }
 }
 
-/** rmdir, quietly: EBUSY while populated, ENOENT when gone already. */
+/**
+ * rmdir, quietly, subgroups first (a tree may make groups of its own inside
+ * its group): false while populated (EBUSY), true once gone.
+ */
 function removeGroup(dir: string): boolean {
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    return errnoOf(err) === ENOENT;
+  }
+  for (const e of entries) if (e.isDirectory()) removeGroup(path.join(dir, e.name));
   try {
     fs.rmdirSync(dir);
     return true;

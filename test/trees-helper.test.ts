@@ -88,6 +88,17 @@ describe.skipIf(missing !== null)('a tree whose Node process dies', () => {
     expect(await waitFor(() => !alive(helper), 10_000)).toBe(true);
   });
 
+  it('a tree with groups of its own inside: the helper removes them all once the tree is empty', async () => {
+    const script = 'g="$PARENT/$(basename "$(sed -n "s/^0:://p" /proc/self/cgroup)")"; mkdir "$g/sub" "$g/sub/deeper" && sh -c \'echo $$ > "$0/sub/deeper/cgroup.procs"; echo $$; exec sleep 1\' "$g" & sleep 60';
+    const { parent, cgroup, pids } = await parentWithTree({ cgroup: true, killWithParent: true, env: { ...process.env, PARENT: ownCgroupDir() } }, script, 1);
+    expect(existsSync(path.join(cgroup, 'sub', 'deeper'))).toBe(true);
+    parent.kill('SIGKILL');
+    expect(await waitFor(() => !alive(pids[0]), 10_000)).toBe(true);
+    // The child's own `sleep 60` (killWithParent killed only the shell).
+    for (const pid of readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) process.kill(pid, 'SIGKILL');
+    expect(await waitFor(() => !existsSync(cgroup), 10_000), `group ${cgroup} left behind`).toBe(true);
+  });
+
   it('killWithParent without killMode tree: only the child is killed (the daemon stays, as documented)', async () => {
     const { parent, cgroup, pids } = await parentWithTree({ cgroup: true, killWithParent: true }, DAEMON, 1);
     parent.kill('SIGKILL');

@@ -180,6 +180,16 @@ describe.skipIf(missing !== null)('process trees with a cgroup per child', () =>
     expect(ourGroups()).toEqual([]);
   });
 
+  it('a tree that makes groups of its own inside its group: treeExited still settles, every group is removed', async () => {
+    const script = 'g="$PARENT/$(basename "$(sed -n "s/^0:://p" /proc/self/cgroup)")"; mkdir "$g/sub" "$g/sub/deeper" && sh -c \'echo $$ > "$0/sub/deeper/cgroup.procs"; sleep 0.3\' "$g"';
+    const p = spawn('sh', ['-c', script], { cgroup: true, env: { ...process.env, PARENT: ownCgroupDir() }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const [err, info] = await Promise.all([collect(p.stderr), p.exited]);
+    expect(err).toBe('');
+    expect(info.exitCode).toBe(0);
+    await p.treeExited;
+    expect(existsSync(p.cgroup!)).toBe(false);
+  });
+
   it('a failed spawn leaves no group', async () => {
     expect(() => spawn('/nonexistent/program', [], { cgroup: true })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
     expect(ourGroups()).toEqual([]);
