@@ -16,6 +16,7 @@ export { SystemError, AbortError } from './errors';
 export { Subprocess, type SubprocessEvents } from './subprocess';
 export type { SpawnOptions, ClonefdOptions, StdioEntry, StdioName, StdioOption, Engine } from './options';
 export type { SignalName } from './signals';
+export type { ReadinessOption, ReadyInfo, NotifyMessage, NotReadyError } from './readiness';
 
 /** Clock ticks per second (`sysconf(_SC_CLK_TCK)`): the unit of `utime` and `stime`. */
 export const CLK_TCK: number = binding.clockTicks;

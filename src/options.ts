@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { MAX_STDIO, MAX_STDIO_HELPER, SpawnFlag } from './abi';
 import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { DEFAULT_KILL_SIGNAL, toSignalNumber } from './signals';
+import { normalizeReadiness, type ReadinessOption, type ReadinessPlan } from './readiness';
 
 export type StdioName = 'pipe' | 'overlapped' | 'ignore' | 'inherit';
 /** A stream (net.Socket, fs stream, process.stdout...) that has an fd. */
@@ -49,6 +50,8 @@ export interface SpawnOptions<S extends StdioOption | undefined = StdioOption | 
   killWithParent?: boolean | undefined;
   /** Which engine creates and reaps the child: 'helper' (default) or 'direct'. */
   engine?: Engine | undefined;
+  /** How the child says it is ready (`Subprocess.ready`): `{ fd: N }` (s6's notification fd) or 'sd_notify' (systemd's NOTIFY_SOCKET). */
+  readiness?: ReadinessOption | undefined;
 }
 
 export interface ClonefdOptions<S extends StdioOption | undefined = StdioOption | undefined> extends SpawnOptions<S> {
@@ -88,6 +91,8 @@ export interface SpawnRequest {
   signal: AbortSignal | undefined;
   killWithParent: boolean;
   engine: Engine;
+  /** src/readiness.ts; an fd's slot is reserved in `stdio` as 'ignore'. */
+  readiness: ReadinessPlan | null;
 }
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -193,6 +198,7 @@ export function searchPath(file: string, pathVar: string | undefined): string[] 
 /** The options `spawn()` knows (SpawnOptions); `clonefd()` adds `flags`. */
 const SPAWN_OPTIONS: ReadonlySet<string> = new Set([
   'cwd', 'env', 'argv0', 'stdio', 'detached', 'uid', 'gid', 'signal', 'timeout', 'killSignal', 'killWithParent', 'engine',
+  'readiness',
 ]);
 
 /**
@@ -280,6 +286,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   if (engine === 'helper' && stdio.length > MAX_STDIO_HELPER) {
     throw outOfRange('options.stdio.length', `<= ${MAX_STDIO_HELPER} with the helper engine`, stdio.length);
   }
+  const readiness = normalizeReadiness(o.readiness, stdio, engine);
 
   return {
     file: file as string,
@@ -297,6 +304,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
     signal: o.signal ?? undefined,
     killWithParent: o.killWithParent === true,
     engine,
+    readiness,
   };
 }
 

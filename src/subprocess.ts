@@ -10,6 +10,7 @@ import { lostErrno, type EngineChild, type ExitRecord, type SpawnFn } from './en
 import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
 import type { SpawnRequest, StdioPlan } from './options';
+import { Readiness, type NotifyMessage, type ReadyInfo } from './readiness';
 import { SIGKILL, toSignalNumber, type SignalName } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
 
@@ -35,6 +36,10 @@ const usedAsStdio = Symbol('clonefd.usedAsStdio');
 export interface SubprocessEvents {
   exit: [info: ClonefdInfo];
   error: [err: Error];
+  /** sd_notify readiness: each STATUS= the child sends. */
+  status: [status: string];
+  /** sd_notify readiness: each datagram with a valid KEY=VALUE line. */
+  notify: [message: NotifyMessage];
 }
 
 /** User-owned fds not closed by the user: closed on GC, with a warning. */
@@ -96,6 +101,11 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   signalCode: SignalName | null = null;
   /** The exit record once known (not consumed by reading it here). */
   info: ClonefdInfo | null = null;
+  /** With the `readiness` option: resolves when the child says it is ready, rejects (ERR_CLONEFD_NOT_READY) if it exits first; else `null`. */
+  readonly ready: Promise<ReadyInfo> | null;
+  /** sd_notify readiness: the last MAINPID= the child sent (its claim, unverified; kill() still signals `pid`), else `null`. */
+  mainPid: number | null = null;
+  #readiness: Readiness | null = null;
 
   #child: EngineChild;
   /** What is kept of the request: a live child must not hold its argv, env and PATH candidates. */
@@ -136,16 +146,20 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     const { fds, parentEnds } = openStdio(req);
     let child: EngineChild;
     try {
+      this.#readiness = Readiness.open(req, fds, this);
       child = engine(req, fds, this.#flags, {
         onExit: (record, sync) => this.#settle(record, sync),
         pipesInUse: () => this.#pipesInUse(),
       });
     } catch (err) {
+      this.#readiness?.close();
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       throw err;
     } finally {
       closeChildEnds(req, fds);
+      this.#readiness?.spawned();
     }
+    this.ready = this.#readiness?.promise ?? null;
     this.#child = child;
     this.pid = child.pid;
     const streams: (net.Socket | null)[] = [];
@@ -171,6 +185,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       // The child exists but its handle cannot be completed: it must not
       // outlive this failed spawn. The engine still reaps it.
       child.kill(SIGKILL);
+      this.#readiness?.close();
       this.#channelFd = -1;
       for (const [i, end] of parentEnds.entries()) {
         const stream = streams[i];
@@ -352,6 +367,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       const err = new SystemError(lost, 'waitid', {
         detail: lost === ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
       });
+      this.#readiness?.exit(null, err);
       this.#reject(err);
       if (this.listenerCount('error') > 0) {
         if (sync) process.nextTick(() => this.emit('error', err));
@@ -368,6 +384,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.signalCode = info.signal;
     this[onSettled]?.(info);
     this.stdin?.destroy();
+    this.#readiness?.exit(info);
     this.#resolve(info);
     if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);
