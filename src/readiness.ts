@@ -20,7 +20,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { MAX_STDIO, MAX_STDIO_HELPER } from './abi';
 import { binding, type NativeWatch } from './binding';
-import { EAGAIN } from './errno';
+import { EAGAIN, ECANCELED, EINVAL } from './errno';
 import { codedError, invalidArgType, invalidArgValue, outOfRange, SystemError } from './errors';
 import type { ClonefdInfo } from './info';
 import type { Engine, SpawnRequest, StdioPlan } from './options';
@@ -64,7 +64,6 @@ const INT32_MAX = 2 ** 31 - 1;
 export const NOTIFY_DATAGRAM_MAX = 64 * 1024;
 /** Reads per wake-up of the watch: a flood cannot hold the loop (level-triggered: the rest comes next turn). */
 const READS_PER_EVENT = 16;
-const UV_READABLE = 1;
 const KEY = /^[A-Za-z0-9_]+$/;
 const PID = /^[1-9][0-9]{0,9}$/;
 
@@ -84,7 +83,8 @@ export function normalizeReadiness(value: unknown, stdio: StdioPlan[], engine: E
   const fd = (value as { fd: unknown }).fd;
   if (typeof fd !== 'number' || !Number.isInteger(fd)) throw invalidArgType('options.readiness.fd', 'of type number (an integer)', fd);
   const max = (engine === 'helper' ? MAX_STDIO_HELPER : MAX_STDIO) - 1;
-  if (fd < 3 || fd > max) throw outOfRange('options.readiness.fd', `>= 3 && <= ${max}${engine === 'helper' ? ' with the helper engine' : ''}`, fd);
+  if (fd < 3) throw invalidArgValue('options.readiness.fd', fd, 'must be 3 or more (fds 0-2 are stdin, stdout and stderr)');
+  if (fd > max) throw outOfRange('options.readiness.fd', `<= ${max}${engine === 'helper' ? ' with the helper engine' : ''}`, fd);
   if (fd < stdio.length && stdio[fd].type !== 'ignore') {
     throw invalidArgValue('options.readiness', value, `names fd ${fd}, which options.stdio[${fd}] already gives the child`);
   }
@@ -128,7 +128,6 @@ export class Readiness {
   #path: string | null = null;
   #done = false;
   #closed = false;
-  #closedEarly = false;
   #status: string | undefined;
   #mainPid: number | undefined;
   readonly #buf: Buffer;
@@ -159,7 +158,6 @@ export class Readiness {
     try {
       if (plan.kind === 'fd') r.#openPipe(stdioFds, plan.fd);
       else r.#openSocket(req);
-      r.#watchFd();
     } catch (err) {
       r.close();
       throw err;
@@ -181,7 +179,7 @@ export class Readiness {
     const fd = binding.notifySocket(sockPath);
     if (typeof fd !== 'number' || fd < 0) {
       rmdirSync(dir);
-      throw new SystemError(typeof fd === 'number' ? -fd : 22, 'bind', { path: sockPath, detail: `the sd_notify socket ${sockPath}` });
+      throw new SystemError(typeof fd === 'number' ? -fd : EINVAL, 'bind', { path: sockPath, detail: `the sd_notify socket ${sockPath}` });
     }
     this.#fd = fd;
     this.#path = sockPath;
@@ -191,21 +189,29 @@ export class Readiness {
     req.envp = [...env.filter((kv) => !kv.startsWith('NOTIFY_SOCKET=')), `NOTIFY_SOCKET=${sockPath}`];
   }
 
-  #watchFd(): void {
+  /**
+   * The spawn is over: the child has its copy of the pipe's write end,
+   * ours goes. Unless the spawn failed (close() came first), the watch
+   * starts; if it cannot, `ready` rejects with why (the child runs on).
+   */
+  spawned(): void {
+    if (this.#childEnd >= 0) binding.closeFd(this.#childEnd);
+    this.#childEnd = -1;
+    if (this.#closed || this.#watch !== null) return;
     const fd = this.#fd;
     this.#fd = -1; // the watch's from now on, also if this fails
     const watch = binding.channelWatch(fd, () => this.#resource.runInAsyncScope(this.#onReadable, this));
-    if (typeof watch === 'number') throw new SystemError(-watch, 'uv_poll_init', { detail: 'the readiness channel' });
+    if (typeof watch !== 'object' || watch === null) {
+      // -errno, or undefined: this environment is going away.
+      this.#done = true;
+      this.#reject(new SystemError(typeof watch === 'number' ? -watch : ECANCELED, 'uv_poll_init', { detail: 'the readiness channel' }));
+      this.close();
+      return;
+    }
     this.#watch = watch;
     this.#fd = fd;
     // The child keeps the loop alive (or not: unref()), never its channel.
     binding.ref(watch, false);
-  }
-
-  /** The spawn is over (either way): the child has its copy of the pipe's write end. */
-  spawned(): void {
-    if (this.#childEnd >= 0) binding.closeFd(this.#childEnd);
-    this.#childEnd = -1;
   }
 
   #onReadable(): void {
@@ -219,9 +225,8 @@ export class Readiness {
         const n = binding.notifyRead(this.#fd, this.#buf);
         if (n === -EAGAIN) return;
         if (n <= 0) {
-          // EOF (or an error) without a newline: never ready. At the exit's
-          // drain, the EOF is the child's death, not a close of its own.
-          if (max !== Infinity) this.#closedEarly = true;
+          // EOF (or an error) without a newline: never ready (a close by
+          // the child and its death look alike here; the exit rejects).
           this.#unwatch();
           return;
         }
@@ -292,7 +297,7 @@ export class Readiness {
       this.#done = true;
       const how = describeExit(info);
       const what = this.#plan.kind === 'fd'
-        ? this.#closedEarly ? `closed its readiness fd ${this.#plan.fd} without writing a newline and ${how}` : `${how} before writing a newline to its readiness fd ${this.#plan.fd}`
+        ? `${how} before it wrote a newline to its readiness fd ${this.#plan.fd}`
         : `${how} before it sent READY=1`;
       const err = codedError(Error, 'ERR_CLONEFD_NOT_READY', `child ${this.#sub.pid} ${what}`) as NotReadyError;
       err.info = info;
@@ -314,7 +319,8 @@ export class Readiness {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.spawned();
+    if (this.#childEnd >= 0) binding.closeFd(this.#childEnd);
+    this.#childEnd = -1;
     this.#unwatch();
     if (this.#fd >= 0) binding.closeFd(this.#fd);
     this.#fd = -1;
