@@ -213,7 +213,7 @@ describe.each(engines)('engine %s', (engine) => {
 
     it('fds attached to datagrams (SCM_RIGHTS) are closed, not kept', async () => {
       const before = devNullFds();
-      const p = spawn(notify, ['fds:16:STATUS=with fds', 'fds:8:X=1', 'fds:3:READY=1', 'pause'], { readiness: 'sd_notify', engine, stdio: 'ignore' });
+      const p = spawn(notify, ['fds:253:STATUS=with fds', 'flood:50:X=1', 'fds:8:X=1', 'fds:253:READY=1', 'pause'], { readiness: 'sd_notify', engine, stdio: 'ignore' });
       const statuses: string[] = [];
       p.on('status', (s) => statuses.push(s));
       await p.ready;
