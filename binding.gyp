@@ -51,6 +51,7 @@
         "native/addon/fds.cc",
         "native/addon/sync.cc",
         "native/addon/channel.cc",
+        "native/addon/notify.cc",
         "native/child.c",
         "native/spawn_vfork.c",
         "native/reap.c",

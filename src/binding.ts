@@ -105,6 +105,16 @@ export interface NativeBinding {
   /** sendmsg of buf[offset, offset + length) with passFd (>= 0) attached: bytes sent or -errno (-EAGAIN: full). */
   channelSend(fd: number, buf: Buffer, offset: number, length: number, passFd: number): number;
 
+  // ---- readiness notification (native/addon/notify.cc; watched with channelWatch)
+  /** An AF_UNIX SOCK_DGRAM socket (CLOEXEC, NONBLOCK, SO_PASSCRED) bound to path: fd (a user fd) or -errno. Teardown removes path and its directory. */
+  notifySocket(path: string): number;
+  /** Removes the socket file and its directory (ENOENT is fine): 0 or -errno. */
+  notifyUnlink(path: string): number;
+  /** One datagram: bytes or -errno (-EAGAIN); out = [sender pid (0 unknown), sender uid, 1 if truncated]. Attached fds are closed. */
+  notifyRecv(fd: number, buf: Buffer, out: Int32Array): number;
+  /** read(2): bytes, 0 at EOF, or -errno (-EAGAIN). */
+  notifyRead(fd: number, buf: Buffer): number;
+
   // ---- the environment (native/addon/env.cc)
   /** Reports err as an uncaught exception now, in the current async context. */
   fatalException(err: unknown): void;

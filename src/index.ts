@@ -17,6 +17,7 @@ export { Subprocess, type SubprocessEvents } from './subprocess';
 export type { SpawnOptions, ClonefdOptions, StdioEntry, StdioName, StdioOption, Engine } from './options';
 export type { SignalName } from './signals';
 export type { TreeInfo, CgroupLimits } from './cgroup';
+export type { ReadinessOption, ReadyInfo, NotifyMessage, NotReadyError } from './readiness';
 
 /** Clock ticks per second (`sysconf(_SC_CLK_TCK)`): the unit of `utime` and `stime`. */
 export const CLK_TCK: number = binding.clockTicks;

@@ -8,6 +8,7 @@ import { MAX_STDIO, MAX_STDIO_HELPER, SpawnFlag } from './abi';
 import { AbortError, invalidArgType, invalidArgValue, outOfRange } from './errors';
 import { DEFAULT_KILL_SIGNAL, toSignalNumber } from './signals';
 import type { CgroupLimits } from './cgroup';
+import { normalizeReadiness, type ReadinessOption, type ReadinessPlan } from './readiness';
 
 export type StdioName = 'pipe' | 'overlapped' | 'ignore' | 'inherit';
 /** A stream (net.Socket, fs stream, process.stdout...) that has an fd. */
@@ -65,6 +66,8 @@ export interface SpawnOptions<S extends StdioOption | undefined = StdioOption | 
    * cgroup the child then gets a process group of its own).
    */
   killMode?: 'process' | 'tree' | undefined;
+  /** How the child says it is ready (`Subprocess.ready`): `{ fd: N }` (s6's notification fd) or 'sd_notify' (systemd's NOTIFY_SOCKET). */
+  readiness?: ReadinessOption | undefined;
 }
 
 export interface ClonefdOptions<S extends StdioOption | undefined = StdioOption | undefined> extends SpawnOptions<S> {
@@ -108,6 +111,8 @@ export interface SpawnRequest {
   cgroup: true | string | null;
   limits: CgroupLimits | null;
   killMode: 'process' | 'tree';
+  /** src/readiness.ts; an fd's slot is reserved in `stdio` as 'ignore'. */
+  readiness: ReadinessPlan | null;
 }
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -214,6 +219,7 @@ export function searchPath(file: string, pathVar: string | undefined): string[] 
 const SPAWN_OPTIONS: ReadonlySet<string> = new Set([
   'cwd', 'env', 'argv0', 'stdio', 'detached', 'uid', 'gid', 'signal', 'timeout', 'killSignal', 'killWithParent', 'engine',
   'cgroup', 'limits', 'killMode',
+  'readiness',
 ]);
 
 /** options.cgroup: false/undefined → null, true, or an absolute directory. */
@@ -342,6 +348,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
   if (engine === 'helper' && stdio.length > MAX_STDIO_HELPER) {
     throw outOfRange('options.stdio.length', `<= ${MAX_STDIO_HELPER} with the helper engine`, stdio.length);
   }
+  const readiness = normalizeReadiness(o.readiness, stdio, engine);
 
   return {
     file: file as string,
@@ -362,6 +369,7 @@ export function normalize(file: unknown, args: unknown, options: unknown, defaul
     cgroup,
     limits,
     killMode: o.killMode === 'tree' ? 'tree' : 'process',
+    readiness,
   };
 }
 

@@ -11,6 +11,7 @@ import { invalidArgType, SystemError } from './errors';
 import { ClonefdInfo } from './info';
 import { spawnFlags, type SpawnRequest, type StdioPlan } from './options';
 import { SpawnFlag } from './abi';
+import { Readiness, type NotifyMessage, type ReadyInfo } from './readiness';
 import { SIGKILL, toSignalNumber, type SignalName } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
 import { ChildCgroup, createChildCgroup, type TreeInfo } from './cgroup';
@@ -39,6 +40,10 @@ const usedAsStdio = Symbol('clonefd.usedAsStdio');
 export interface SubprocessEvents {
   exit: [info: ClonefdInfo];
   error: [err: Error];
+  /** sd_notify readiness: each STATUS= the child sends. */
+  status: [status: string];
+  /** sd_notify readiness: each datagram with a valid KEY=VALUE line. */
+  notify: [message: NotifyMessage];
 }
 
 /** User-owned fds not closed by the user: closed on GC, with a warning. */
@@ -100,6 +105,11 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   signalCode: SignalName | null = null;
   /** The exit record once known (not consumed by reading it here). */
   info: ClonefdInfo | null = null;
+  /** With the `readiness` option: resolves when the child says it is ready, rejects (ERR_CLONEFD_NOT_READY) if it exits first; else `null`. */
+  readonly ready: Promise<ReadyInfo> | null;
+  /** sd_notify readiness: the last MAINPID= the child sent (its claim, unverified; kill() still signals `pid`), else `null`. */
+  mainPid: number | null = null;
+  #readiness: Readiness | null = null;
 
   #child: EngineChild;
   /** The child's own cgroup (options.cgroup), until the tree is gone. */
@@ -152,11 +162,13 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
         group = createChildCgroup(req.cgroup, req.limits);
         tree = new ChildCgroup(group.dir);
       }
+      this.#readiness = Readiness.open(req, fds, this);
       child = engine(req, fds, this.#flags, {
         onExit: (record, sync) => this.#settle(record, sync),
         pipesInUse: () => this.#pipesInUse(),
       }, group ? group.fd : -1);
     } catch (err) {
+      this.#readiness?.close();
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       if (tree) tree.abandon();
       else if (group) rmdirQuietly(group.dir);
@@ -164,10 +176,12 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     } finally {
       closeChildEnds(req, fds);
       if (group) closeSync(group.fd);
+      this.#readiness?.spawned();
     }
     this.#tree = tree;
     if (tree) trackTree(tree, req.killWithParent && req.killMode === 'tree');
     if (req.detached || (spawnFlags(req) & SpawnFlag.Setpgid) !== 0) this.#pgid = child.pid;
+    this.ready = this.#readiness?.promise ?? null;
     this.#child = child;
     this.pid = child.pid;
     const streams: (net.Socket | null)[] = [];
@@ -193,6 +207,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       // The child exists but its handle cannot be completed: it must not
       // outlive this failed spawn. The engine still reaps it.
       child.kill(SIGKILL);
+      this.#readiness?.close();
       this.#channelFd = -1;
       for (const [i, end] of parentEnds.entries()) {
         const stream = streams[i];
@@ -447,6 +462,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       const err = new SystemError(lost, 'waitid', {
         detail: lost === ECHILD ? `child ${this.pid} was reaped by someone else and this kernel kept no status (Linux < 6.15)` : `child ${this.pid}`,
       });
+      this.#readiness?.exit(null, err);
       this.#reject(err);
       if (this.listenerCount('error') > 0) {
         if (sync) process.nextTick(() => this.emit('error', err));
@@ -463,6 +479,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.signalCode = info.signal;
     this[onSettled]?.(info);
     this.stdin?.destroy();
+    this.#readiness?.exit(info);
     this.#resolve(info);
     if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);

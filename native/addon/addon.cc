@@ -61,6 +61,11 @@ const Export kExports[] = {
     {"channelPoll", ChannelPoll},
     {"channelRecv", ChannelRecv},
     {"channelSend", ChannelSend},
+    // readiness notification (notify.cc)
+    {"notifySocket", NotifySocket},
+    {"notifyUnlink", NotifyUnlink},
+    {"notifyRecv", NotifyRecv},
+    {"notifyRead", NotifyRead},
 };
 
 struct Constant {

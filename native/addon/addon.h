@@ -13,6 +13,8 @@
 //                    replies, record pipes, recovery after a helper death
 //   fds.cc           small fd and signal utilities
 //   sync.cc          the spawnSync drain loop
+//   channel.cc       the drop-in's IPC channel (a generic fd watch)
+//   notify.cc        readiness: the sd_notify socket, datagram and pipe reads
 //   addon.cc         Init: the export table and the layout constants
 #ifndef CLONEFD_ADDON_H
 #define CLONEFD_ADDON_H
@@ -22,6 +24,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <sys/types.h>
@@ -74,6 +77,9 @@ struct EnvState {
   // engine) and has not closed through closeFd: a torn-down worker runs no
   // finalizers, so teardown closes them.
   std::unordered_map<int, FdId> user_fds;
+  // sd_notify socket paths (notify.cc) not yet removed: teardown removes
+  // them and their private directories.
+  std::unordered_set<std::string> notify_paths;
   napi_async_cleanup_hook_handle cleanup = nullptr;
   int closing = 0;  // watches still closing after teardown began
 };
@@ -209,6 +215,14 @@ napi_value ChannelWatch(napi_env, napi_callback_info);
 napi_value ChannelPoll(napi_env, napi_callback_info);
 napi_value ChannelRecv(napi_env, napi_callback_info);
 napi_value ChannelSend(napi_env, napi_callback_info);
+
+// notify.cc
+napi_value NotifySocket(napi_env, napi_callback_info);
+napi_value NotifyUnlink(napi_env, napi_callback_info);
+napi_value NotifyRecv(napi_env, napi_callback_info);
+napi_value NotifyRead(napi_env, napi_callback_info);
+// Removes every sd_notify socket file (and directory) still listed.
+void RemoveNotifyPaths(EnvState* s);
 
 }  // namespace clonefd
 

@@ -88,6 +88,7 @@ void OnEnvTeardown(napi_async_cleanup_hook_handle handle, void* arg) {
     }
   }
   s->user_fds.clear();
+  RemoveNotifyPaths(s);
   if (s->closing == 0) FinishTeardown(s);
 }
 
