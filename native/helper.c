@@ -31,6 +31,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -158,10 +159,13 @@ static size_t ntrees;
 
 /* epoll data: a tagged pointer (low 3 bits; every pointer here comes from
    malloc, so they are free) to what became ready. */
-enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_TREE = 3, TAG_PIDFD = 4 };
+enum tag { TAG_CONTROL = 0, TAG_CLIENT = 1, TAG_EVENTS = 2, TAG_TREE = 3, TAG_PIDFD = 4, TAG_SIGCHLD = 5 };
 #define TAG_MASK 7u
 
 static int epfd = -1;
+/* SIGCHLD as a readable fd (the orphans, below), or -1: no subreaper. */
+static int sigchld_fd = -1;
+static int orphans_pending;
 static int control_open = 1;
 /* Clients that went away during this epoll batch: freed after the batch,
    since a later event of the same batch may still point at them. */
@@ -655,6 +659,47 @@ static void on_exit_ready(struct child *ch) {
   ch->record = -1;
   if (ch->client) send_msg(ch->client, &ch->client->ev, &msg, sizeof msg, -1);
   remove_child(ch);
+  /* A scan stopped at this zombie can go on now. */
+  if (sigchld_fd >= 0) orphans_pending = 1;
+}
+
+/* ---- orphans (we are their subreaper) --------------------------------- */
+
+/* A process a child of ours leaves behind (a daemon that double-forked, a
+   backgrounded job whose shell exited) is reparented to us, not to PID 1:
+   PR_SET_CHILD_SUBREAPER. Their exits reach us only as SIGCHLD (read from
+   a signalfd, no handler), and they have no pidfd of ours, so they are
+   found with waitid(P_ALL, WNOWAIT): that peeks at a zombie without
+   reaping it, and only a pid that is none of our own children is reaped
+   (by pid: a zombie's pid cannot be reused). Our own children are reaped
+   only through their pidfds, with their times and status; when the zombie
+   peeked at is one of them, the scan stops until its pidfd reap, which
+   asks for another scan. Every SIGCHLD of our own children (their exit
+   signal is SIGCHLD after exec) costs this one peek. */
+
+static int is_our_child(pid_t pid) {
+  for (struct child *ch = children; ch; ch = ch->next)
+    if (ch->pid == pid) return 1;
+  return 0;
+}
+
+static void reap_orphans(void) {
+  orphans_pending = 0;
+  for (;;) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0) return; /* ECHILD: none */
+    pid_t pid = si.si_pid;
+    if (pid == 0 || is_our_child(pid)) return;
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | __WALL) < 0) return;
+  }
+}
+
+static void on_sigchld(void) {
+  struct signalfd_siginfo info[16];
+  while (read(sigchld_fd, info, sizeof info) > 0) {
+  }
+  orphans_pending = 1;
 }
 
 static void on_control(void) {
@@ -753,6 +798,19 @@ int main(void) {
   epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return 1;
   if (watch(CLONEFD_HELPER_CONTROL_FD, EPOLLIN, NULL, TAG_CONTROL, EPOLL_CTL_ADD) < 0) return 1;
+  /* Subreaper only with a way to hear of the orphans' exits: without the
+     signalfd they would pile up as our zombies, worse than going to PID 1. */
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &chld, NULL) == 0) {
+    sigchld_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigchld_fd >= 0 && (watch(sigchld_fd, EPOLLIN, NULL, TAG_SIGCHLD, EPOLL_CTL_ADD) < 0 ||
+                            prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)) {
+      close(sigchld_fd);
+      sigchld_fd = -1;
+    }
+  }
 
   struct epoll_event ev[64];
   while (control_open || nclients > 0 || nchildren > 0 || ntrees > 0) {
@@ -780,8 +838,12 @@ int main(void) {
         case TAG_PIDFD:
           on_exit_ready(p);
           break;
+        case TAG_SIGCHLD:
+          on_sigchld();
+          break;
       }
     }
+    if (orphans_pending) reap_orphans();
     while (ngraveyard > 0) free(graveyard[--ngraveyard]);
     while (dead_trees) {
       struct tree *t = dead_trees;

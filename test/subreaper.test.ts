@@ -1,0 +1,131 @@
+// The helper as subreaper (PR_SET_CHILD_SUBREAPER): what a child of the
+// helper leaves behind (a double-forked daemon, a job its shell
+// backgrounded) is reparented to the helper, not to PID 1, and the helper
+// reaps it when it exits, without ever taking the exit of one of its own
+// children (those are reaped through their pidfds, with their records).
+import { spawnSync as cpSpawnSync, spawn as cpSpawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { binding } from '../src/binding';
+import { spawn } from '../src/index';
+import { collect, useLeakCheck, waitFor, zombieChildren } from './helpers';
+
+const lib = path.resolve(__dirname, '..', 'lib', 'index.js');
+
+function stat(pid: number): { state: string; ppid: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { state: f[0], ppid: Number(f[1]) };
+  } catch {
+    return null; // gone: reaped
+  }
+}
+
+/** Spawns `sh -c script` with the helper engine and returns the pids it prints. */
+async function orphanPids(script: string): Promise<number[]> {
+  const c = spawn('sh', ['-c', script], { engine: 'helper', stdio: ['ignore', 'pipe', 'inherit'] });
+  const [out, info] = await Promise.all([collect(c.stdout), c.exited]);
+  expect(info.status).toBe(0);
+  return out.split('\n').filter(Boolean).map(Number);
+}
+
+describe('the helper as subreaper', () => {
+  useLeakCheck();
+
+  it('orphans of helper children are reparented to the helper (not to PID 1) and reaped when they exit', async () => {
+    // Each shell backgrounds a sleeper and exits at once: the sleeper's
+    // parent is gone while it still runs.
+    const pids = await orphanPids('for i in 1 2 3 4 5 6 7 8 9 10; do (exec sleep 0.4 >/dev/null) & echo $!; done');
+    expect(pids).toHaveLength(10);
+    const helper = binding.helperPid();
+    expect(helper).toBeGreaterThan(0);
+    for (const pid of pids) expect(stat(pid)?.ppid, `orphan ${pid}`).toBe(helper);
+    // Reaped: gone from /proc altogether, not left as zombies.
+    expect(await waitFor(() => pids.every((pid) => stat(pid) === null), 10_000), `left: ${JSON.stringify(pids.map(stat))}`).toBe(true);
+    expect(zombieChildren()).toEqual([]);
+  });
+
+  it('a double-forked, setsid daemon is the helper\'s too; killed by pid, it is reaped', async () => {
+    const [daemon] = await orphanPids('(setsid sh -c \'echo $$; exec sleep 60 >/dev/null\' &)');
+    expect(stat(daemon)?.ppid).toBe(binding.helperPid());
+    process.kill(daemon, 'SIGKILL');
+    expect(await waitFor(() => stat(daemon) === null, 10_000), `daemon ${daemon}: ${JSON.stringify(stat(daemon))}`).toBe(true);
+  });
+
+  it('own children keep their records while their orphans die around them', async () => {
+    // The orphan dies as its parent does (no sleep), so the helper's
+    // SIGCHLD scan meets zombies of both kinds in the same batches.
+    const children = Array.from({ length: 40 }, (_, i) =>
+      spawn('sh', ['-c', `(exit 7) & (exec true) & exit ${i}`], { engine: 'helper', stdio: 'ignore' }),
+    );
+    const infos = await Promise.all(children.map((c) => c.exited));
+    infos.forEach((info, i) => {
+      expect(info.code, `child ${i}`).toBe(1); // CLD_EXITED
+      expect(info.status, `child ${i}`).toBe(i);
+    });
+    expect(await waitFor(() => zombieChildren().length === 0, 10_000)).toBe(true);
+  });
+
+  it('the helper leaves once Node is gone even while an orphan still runs (the orphan then goes to PID 1 or the next subreaper)', async () => {
+    const code = `
+      const { spawn } = require(${JSON.stringify(lib)});
+      const { binding } = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'binding.js'))});
+      const c = spawn('sh', ['-c', 'sleep 30 >/dev/null & echo $!'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      c.stdout.on('data', (d) => (out += d));
+      c.exited.then(() => setTimeout(() => { console.log(binding.helperPid(), out.trim()); process.exit(0); }, 100));`;
+    const parent = cpSpawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = await collect(parent.stdout);
+    const [helper, orphan] = line.trim().split(' ').map(Number);
+    expect(orphan).toBeGreaterThan(0);
+    try {
+      expect(await waitFor(() => stat(helper) === null || stat(helper)?.state === 'Z', 10_000), 'the helper stayed for an orphan').toBe(true);
+      const after = stat(orphan);
+      expect(after?.state).not.toBe('Z');
+      expect(after?.ppid).not.toBe(helper);
+    } finally {
+      process.kill(orphan, 'SIGKILL');
+    }
+  });
+});
+
+// Node as PID 1 of a PID namespace, as in a container: orphans of its
+// children reparent to it, and Node never reaps a process it did not
+// spawn. With clonefd's helper engine they go to the helper instead.
+function pid1Run(useClonefd: boolean): { zombies: number; stderr: string } | string {
+  const code = `
+    const fs = require('fs');
+    const spawn = ${useClonefd ? `require(${JSON.stringify(lib)}).spawn` : 'require("child_process").spawn'};
+    let left = 10;
+    for (let i = 0; i < 10; i++) {
+      const c = spawn('sh', ['-c', '(exec true) & exit 0'], { stdio: 'ignore' });
+      ${useClonefd ? 'c.exited.then(done);' : "c.on('exit', done);"}
+    }
+    function done() {
+      if (--left > 0) return;
+      setTimeout(() => {
+        let zombies = 0;
+        for (const d of fs.readdirSync('/proc')) {
+          if (!/^\\d+$/.test(d)) continue;
+          try { if (/^State:\\s+Z/m.test(fs.readFileSync('/proc/' + d + '/status', 'utf8'))) zombies++; } catch {}
+        }
+        console.log(zombies);
+        process.exit(0);
+      }, 500);
+    }`;
+  const r = cpSpawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '-e', code], { encoding: 'utf8', timeout: 20_000 });
+  if (r.error) return String(r.error);
+  if (r.status !== 0) return `unshare exited ${r.status}: ${r.stderr}`;
+  return { zombies: Number(r.stdout.trim()), stderr: r.stderr };
+}
+
+const pid1 = pid1Run(false);
+describe.skipIf(typeof pid1 === 'string')(`Node as PID 1 of a PID namespace${typeof pid1 === 'string' ? ` (skipped: no private PID namespace here: ${pid1})` : ''}`, () => {
+  it('node:child_process leaves every orphan a zombie under Node (positive control); clonefd leaves none', () => {
+    expect(typeof pid1 === 'object' && pid1.zombies).toBeGreaterThanOrEqual(10);
+    const ours = pid1Run(true);
+    expect(ours).toEqual({ zombies: 0, stderr: '' });
+  });
+});
