@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // The `clonefd` command.
 //   clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [--engine E] [--tree] [--cgroup]
-//               [--cgroup-parent DIR] [--kill-tree-on-timeout] -- CMD [ARGS...]
+//               [--cgroup-parent DIR] [--kill-tree-on-timeout] [--notify sd_notify|FD] -- CMD [ARGS...]
 //   clonefd demo
 import { spawn as cpSpawn } from 'node:child_process';
-import { clonefd, spawn, CLK_TCK, O_CLOEXEC, O_NONBLOCK, type ClonefdInfo, type Engine } from './index';
+import { clonefd, spawn, CLK_TCK, O_CLOEXEC, O_NONBLOCK, type ClonefdInfo, type Engine, type ReadyInfo } from './index';
 import { toSignalNumber } from './signals';
 
 const USAGE = `usage: clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [--engine helper|direct]
-                   [--tree] [--cgroup] [--cgroup-parent DIR] [--kill-tree-on-timeout] -- CMD [ARGS...]
+                   [--tree] [--cgroup] [--cgroup-parent DIR] [--kill-tree-on-timeout]
+                   [--notify sd_notify|FD] -- CMD [ARGS...]
        clonefd demo
 
   run    runs CMD with inherited stdio, then prints its clonefd_info and rusage
@@ -22,6 +23,9 @@ const USAGE = `usage: clonefd run [--json] [--timeout DUR] [--kill-signal SIG] [
          --tree             (implies --cgroup) wait until every process CMD started is gone,
                             then print the tree's CPU time and peaks as well
          --kill-tree-on-timeout  --timeout kills CMD's whole tree, not just CMD
+         --notify sd_notify  CMD says it is ready through systemd's NOTIFY_SOCKET (READY=1)
+         --notify FD        CMD says it is ready by writing a newline to fd FD (s6); either way
+                            the time to ready is printed when it comes (CMD runs on)
   demo   a few seconds that show what clonefd does`;
 
 class UsageError extends Error {}
@@ -45,11 +49,12 @@ interface RunArgs {
   cgroup: true | string | null;
   tree: boolean;
   killTree: boolean;
+  notify: 'sd_notify' | { fd: number } | null;
   command: string[];
 }
 
 export function parseRunArgs(argv: string[]): RunArgs {
-  const out: RunArgs = { json: false, timeout: 0, killSignal: 15, engine: 'helper', cgroup: null, tree: false, killTree: false, command: [] };
+  const out: RunArgs = { json: false, timeout: 0, killSignal: 15, engine: 'helper', cgroup: null, tree: false, killTree: false, notify: null, command: [] };
   let i = 0;
   const value = (flag: string) => {
     if (i + 1 >= argv.length) throw new UsageError(`${flag} needs a value`);
@@ -80,6 +85,12 @@ export function parseRunArgs(argv: string[]): RunArgs {
     else if (a === '--cgroup-parent') out.cgroup = value(a);
     else if (a === '--tree') out.tree = true;
     else if (a === '--kill-tree-on-timeout') out.killTree = true;
+    else if (a === '--notify') {
+      const v = value(a);
+      if (v === 'sd_notify') out.notify = v;
+      else if (/^\d+$/.test(v) && Number(v) >= 3) out.notify = { fd: Number(v) };
+      else throw new UsageError(`--notify takes sd_notify or an fd number of 3 or more, not ${JSON.stringify(v)}`);
+    }
     else if (a.startsWith('-')) throw new UsageError(`unknown option: ${a}`);
     else {
       // No "--": the command starts at the first non-option word.
@@ -116,6 +127,7 @@ async function run(argv: string[]): Promise<number> {
       engine: args.engine,
       cgroup: args.cgroup ?? undefined,
       killMode: args.killTree ? 'tree' : 'process',
+      readiness: args.notify ?? undefined,
     });
   } catch (err) {
     const e = err as Error & { code?: string };
@@ -132,14 +144,29 @@ async function run(argv: string[]): Promise<number> {
   process.on('SIGQUIT', ignore);
   for (const sig of ['SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
   const treeExited = args.tree ? child.treeExited : null;
+  // Printed as it comes (the command runs on); in the JSON object at the end.
+  let ready: ReadyInfo | null = null;
+  let notReady: string | null = null;
+  const readySettled = child.ready?.then(
+    (r) => {
+      ready = r;
+      if (!args.json) process.stderr.write(`clonefd: ready after ${(r.readyMs / 1000).toFixed(3)}s${r.status ? ` (status: ${r.status})` : ''}${r.mainPid ? ` (main pid ${r.mainPid})` : ''}\n`);
+    },
+    (err: Error) => {
+      notReady = err.message;
+      if (!args.json) process.stderr.write(`clonefd: never ready: ${err.message}\n`);
+    },
+  );
   const info = await child.exited;
+  await readySettled;
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const tree = treeExited ? await treeExited : null;
   const treeMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const status = info.exitCode !== null ? info.exitCode : 128 + info.status;
   if (args.json) {
     const treeJson = tree ? { tree: { ...tree, wallMs: Number(treeMs.toFixed(3)) } } : {};
-    process.stderr.write(`${JSON.stringify({ ...(info.toJSON() as object), wallMs: Number(wallMs.toFixed(3)), clkTck: CLK_TCK, clonefdInfo: info.toBuffer().toString('hex'), ...treeJson })}\n`);
+    const readyJson = args.notify ? { ready, ...(notReady ? { notReady } : {}) } : {};
+    process.stderr.write(`${JSON.stringify({ ...(info.toJSON() as object), wallMs: Number(wallMs.toFixed(3)), clkTck: CLK_TCK, clonefdInfo: info.toBuffer().toString('hex'), ...treeJson, ...readyJson })}\n`);
   } else {
     const what = info.signal ? `killed by ${info.signal}${info.coreDumped ? ' (core dumped)' : ''}` : `exited with ${info.exitCode}`;
     process.stderr.write(

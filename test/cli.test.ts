@@ -143,3 +143,39 @@ describe('clonefd run: process trees', () => {
     expect(r.stderr).toMatch(/not a directory of a cgroup2 filesystem/);
   });
 });
+
+describe('clonefd run --notify: readiness', () => {
+  it('sd_notify: systemd-notify --ready; the time to ready is printed while CMD runs on', () => {
+    const r = run('run', '--notify', 'sd_notify', '--', 'sh', '-c', 'sleep 0.2; systemd-notify --ready --status=serving; sleep 0.3; echo after >&2');
+    expect(r.status, r.stderr).toBe(0);
+    const m = /clonefd: ready after (\d+\.\d+)s \(status: serving\)\n/.exec(r.stderr);
+    expect(m, r.stderr).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(0.19);
+    // Printed when it came, before CMD's own later output.
+    expect(r.stderr.indexOf('\nafter\n'), r.stderr).toBeGreaterThan(r.stderr.indexOf('ready after'));
+  });
+
+  it('an fd (s6): a newline on fd 5; --json has the ready object', () => {
+    const r = run('run', '--json', '--notify', '5', '--', 'sh', '-c', 'sleep 0.1; echo >&5; exit 3');
+    expect(r.status).toBe(3);
+    const obj = JSON.parse(r.stderr.trim());
+    expect(obj.exitCode).toBe(3);
+    expect(obj.ready.readyMs).toBeGreaterThanOrEqual(90);
+  });
+
+  it('a CMD that exits before it is ready: said so, its own status kept', () => {
+    const r = run('run', '--notify', 'sd_notify', '--', 'sh', '-c', 'exit 2');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/clonefd: never ready: .*exited/);
+    const j = run('run', '--json', '--notify', '4', '--', 'true');
+    const obj = JSON.parse(j.stderr.trim());
+    expect(obj.ready).toBeNull();
+    expect(obj.notReady).toMatch(/exited/);
+  });
+
+  it('usage errors: --notify needs sd_notify or an fd of 3 or more', () => {
+    for (const bad of ['2', 'x', '-1', 'sd']) expect(() => parseRunArgs(['--notify', bad, '--', 'true']), bad).toThrow(/--notify takes/);
+    expect(parseRunArgs(['--notify', '7', '--', 'true'])).toMatchObject({ notify: { fd: 7 } });
+    expect(parseRunArgs(['--notify', 'sd_notify', '--', 'true'])).toMatchObject({ notify: 'sd_notify' });
+  });
+});
