@@ -298,6 +298,17 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const messagesOf = (ev: Event[]) => ev.filter((e) => e[0] === 'message').map((e) => e[1]);
 /** The event names, messages folded to 'message'. */
 const namesOf = (ev: Event[]) => ev.map((e) => e[0]);
+/**
+ * A child whose channel ends because it exits: 'disconnect' (the channel's
+ * EOF) and 'exit' race in Node itself (CI saw Node's own child give 'exit'
+ * first), so either order, both after 'spawn' and before 'close'.
+ */
+function expectChannelEndsWithExit(names: unknown[]): void {
+  expect(names).toHaveLength(4);
+  expect(names[0]).toBe('spawn');
+  expect(names[3]).toBe('close');
+  expect(names.slice(1, 3).map(String).sort()).toEqual(['disconnect', 'exit']);
+}
 
 function forkChild(cp: CP, args: string[] = [], options: node.ForkOptions = {}): ChildProcess {
   return cp.fork(CHILD, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], ...options });
@@ -567,7 +578,7 @@ describe('fork(): messages both ways', () => {
     },
     (o) => {
       expect(o.got).toEqual([describeValue('hello-1'), describeValue({ n: 2 }), describeValue([3])]);
-      expect(o.events).toEqual(['spawn', 'disconnect', 'exit', 'close']);
+      expectChannelEndsWithExit(o.events);
     },
   );
 });
@@ -921,7 +932,7 @@ describe("'ipc' in stdio, and fork()'s options", () => {
     },
     (o) => {
       expect(o.map((x: Any) => x.stdout)).toEqual(['3 json bar\nsocket\n', '4 advanced bar\nsocket\n', '0 json bar\nsocket\n']);
-      for (const x of o) expect(namesOf(x.events)).toEqual(['spawn', 'disconnect', 'exit', 'close']);
+      for (const x of o) expectChannelEndsWithExit(namesOf(x.events));
     },
   );
 
