@@ -19,6 +19,7 @@
       "type": "executable",
       "sources": [
         "native/helper.c",
+        "native/cgroup.c",
         "native/child.c",
         "native/spawn_vfork.c",
         "native/reap.c",
@@ -57,6 +58,7 @@
         "native/reap.c",
         "native/record.c",
         "native/reaper.c",
+        "native/cgroup.c",
         "native/helper_start.c",
         "native/protocol.c",
         "native/fdpass.c",

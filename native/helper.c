@@ -42,6 +42,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
+#include "cgroup.h"
 #include "child.h"
 #include "fdpass.h"
 #include "protocol.h"
@@ -149,13 +150,21 @@ struct child {
 struct tree {
   struct tree *next, *prev;
   int dir;    /* the group's directory */
-  int events; /* its cgroup.events, watched for POLLPRI */
+  int events; /* its cgroup.events, watched for POLLPRI; -1 once handed */
   int kill_with_parent;
   int dead; /* freed after this epoll batch, which may still hold an event of it */
   struct client *client; /* NULL once the client is gone */
 };
+/* Followed until empty (they keep the loop going once their client is
+   gone). */
 static struct tree *trees, *dead_trees;
 static size_t ntrees;
+/* Empty while their client lives: Node removes the group once it has the
+   child's exit. Kept (the directory fd only) until we see it removed, so
+   that a Node that dies before it gets there still leaves no group: the
+   client's departure removes what is left. Checked a few at a time at each
+   tree spawn, oldest first, so the list stays as long as Node is behind. */
+static struct tree *handed;
 
 /* epoll data: a tagged pointer (low 3 bits; every pointer here comes from
    malloc, so they are free) to what became ready. */
@@ -299,66 +308,87 @@ static int kill_cgroup(int dirfd) {
   return err;
 }
 
-/* Whether cgroup.events says "populated 0" (reading it re-arms POLLPRI). An
-   unreadable file counts as empty: the group is gone. */
-static int tree_empty(struct tree *t) {
-  char buf[128];
-  ssize_t n = pread(t->events, buf, sizeof buf - 1, 0);
-  if (n <= 0) return 1;
-  buf[n] = '\0';
-  return strstr(buf, "populated 0") != NULL;
-}
+static int tree_empty(struct tree *t) { return clonefd_group_empty(t->events); }
 
-/* Removes the empty groups below dirfd (a tree may make its own), deepest
-   first; depth is bounded by cgroup.max.depth and our stack. */
-static void remove_subgroups(int dirfd, int depth) {
-  if (depth > 32) return;
-  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  DIR *d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sub < 0) continue;
-    remove_subgroups(sub, depth + 1);
-    close(sub);
-    unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
-  }
-  closedir(d);
-}
-
-static void free_tree(struct tree *t, int remove_group) {
-  if (remove_group) {
-    remove_subgroups(t->dir, 0);
-    /* The group itself by its path: rmdir has no fd form. */
-    char link[64], path[4096];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", t->dir);
-    ssize_t n = readlink(link, path, sizeof path - 1);
-    if (n > 0) {
-      path[n] = '\0';
-      rmdir(path); /* EBUSY cannot come back (no member left to fork); ENOENT: gone */
-    }
-  }
-  epoll_ctl(epfd, EPOLL_CTL_DEL, t->events, NULL);
-  close(t->events);
-  close(t->dir);
+static void unlink_tree(struct tree *t) {
   if (t->prev) t->prev->next = t->next;
   else trees = t->next;
   if (t->next) t->next->prev = t->prev;
   ntrees--;
+}
+
+static void free_tree(struct tree *t, int remove) {
+  if (remove) clonefd_group_remove(t->dir);
+  epoll_ctl(epfd, EPOLL_CTL_DEL, t->events, NULL);
+  close(t->events);
+  close(t->dir);
+  unlink_tree(t);
   t->dead = 1;
   t->next = dead_trees;
   dead_trees = t;
 }
 
+/* An empty tree whose client lives: Node's to remove; followed (handed)
+   until it has. */
+static void hand_tree(struct tree *t) {
+  epoll_ctl(epfd, EPOLL_CTL_DEL, t->events, NULL);
+  close(t->events);
+  t->events = -1;
+  /* Out of the epoll set before the next epoll_wait; its one event of
+     this batch, if any, is the one that handed it. */
+  unlink_tree(t);
+  t->prev = NULL;
+  t->next = NULL;
+  struct tree **pp = &handed;
+  while (*pp) pp = &(*pp)->next; /* appended: oldest first */
+  *pp = t;
+}
+
+/* Frees handed trees whose group Node has removed: at most `budget`
+   looked at, oldest first; one still there goes to the end. */
+static void prune_handed(int budget) {
+  struct tree **tail = &handed;
+  while (*tail) tail = &(*tail)->next;
+  struct tree *stop = NULL; /* the first moved to the end: a full round */
+  while (budget-- > 0 && handed && handed != stop) {
+    struct tree *t = handed;
+    if (faccessat(t->dir, "cgroup.procs", F_OK, 0) == 0) {
+      if (!t->next) break; /* alone: nowhere to move it */
+      handed = t->next;
+      t->next = NULL;
+      *tail = t;
+      tail = &t->next;
+      if (!stop) stop = t;
+      continue;
+    }
+    int last = t->next == NULL;
+    handed = t->next;
+    close(t->dir);
+    free(t); /* not in any epoll set: no event can name it */
+    if (last) tail = &handed;
+  }
+}
+
+/* The client is gone: remove what Node did not get to. */
+static void handed_orphaned(struct client *c) {
+  for (struct tree **pp = &handed; *pp;) {
+    struct tree *t = *pp;
+    if (t->client != c) {
+      pp = &t->next;
+      continue;
+    }
+    *pp = t->next;
+    clonefd_group_remove(t->dir);
+    close(t->dir);
+    free(t);
+  }
+}
+
 /* cgroup.events changed: an empty group is done with (removed here once its client is gone). */
 static void on_tree(struct tree *t) {
-  if (!t->dead && tree_empty(t)) free_tree(t, t->client == NULL);
+  if (t->dead || !tree_empty(t)) return;
+  if (t->client) hand_tree(t);
+  else free_tree(t, 1);
 }
 
 /* Follows the group at dirfd (dup'd; the caller keeps its fd). Without the
@@ -384,7 +414,12 @@ static void add_tree(int dirfd, struct client *c, int kill_with_parent) {
   ntrees++;
   /* Read first: kernfs counts every change since the open as news. Empty
      already: the tree (child included) is done, Node removes the group. */
-  if (tree_empty(t) || watch(t->events, EPOLLPRI, t, TAG_TREE, EPOLL_CTL_ADD) < 0) free_tree(t, 0);
+  if (tree_empty(t)) {
+    hand_tree(t);
+  } else if (watch(t->events, EPOLLPRI, t, TAG_TREE, EPOLL_CTL_ADD) < 0) {
+    free_tree(t, 0); /* Node's alone, as without the fds */
+  }
+  prune_handed(4);
 }
 
 /* The client is gone: its killWithParent trees are killed whole; every
@@ -397,6 +432,7 @@ static void trees_orphaned(struct client *c) {
     if (t->kill_with_parent) kill_cgroup(t->dir);
     if (tree_empty(t)) free_tree(t, 1);
   }
+  handed_orphaned(c);
 }
 
 /* ---- clients ------------------------------------------------------------ */

@@ -2,12 +2,16 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "reaper.h"
 #include "sys.h"
 
@@ -16,6 +20,19 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int epfd = -1;
 static int pending = 0;
+
+/* epoll data: a pidfd as fd << 1, or a struct group * with its low bit set
+   (malloc'd: the bit is free). */
+struct group {
+  int dir, events;
+};
+
+static void group_done(struct group *g) {
+  clonefd_group_remove(g->dir);
+  close(g->events);
+  close(g->dir);
+  free(g);
+}
 
 static void *reaper_main(void *arg) {
   (void)arg;
@@ -27,7 +44,20 @@ static void *reaper_main(void *arg) {
       return NULL; /* unreachable in practice: epfd lives forever */
     }
     for (int i = 0; i < n; i++) {
-      int fd = ev[i].data.fd;
+      uint64_t d = ev[i].data.u64;
+      if (d & 1) {
+        /* Each group is in the set once, so this is its only event of the
+           batch: freeing it here cannot leave a later one dangling. */
+        struct group *g = (struct group *)(uintptr_t)(d & ~(uint64_t)1);
+        if (!clonefd_group_empty(g->events)) continue;
+        epoll_ctl(epfd, EPOLL_CTL_DEL, g->events, NULL);
+        group_done(g);
+        pthread_mutex_lock(&lock);
+        pending--;
+        pthread_mutex_unlock(&lock);
+        continue;
+      }
+      int fd = (int)(d >> 1);
       siginfo_t si;
       si.si_pid = 0;
       long r = sys_waitid_pidfd(fd, &si, WEXITED | WNOHANG | __WALL, NULL);
@@ -43,9 +73,9 @@ static void *reaper_main(void *arg) {
   }
 }
 
-int clonefd_reaper_adopt(int pidfd) {
+/* Starts the thread on first use; with the lock held. 0 or -errno. */
+static int start_locked(void) {
   int err = 0;
-  pthread_mutex_lock(&lock);
   if (epfd < 0) {
     int fd = epoll_create1(EPOLL_CLOEXEC);
     if (fd < 0) {
@@ -72,18 +102,52 @@ int clonefd_reaper_adopt(int pidfd) {
       goto out;
     }
   }
+out:
+  return err;
+}
+
+static int add_locked(int fd, uint32_t events, uint64_t data) {
+  int err = start_locked();
+  if (err < 0) return err;
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLIN;
-  ev.data.fd = pidfd;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
-    err = -errno;
-    goto out;
-  }
+  ev.events = events;
+  ev.data.u64 = data;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -errno;
   pending++;
-out:
+  return 0;
+}
+
+int clonefd_reaper_adopt(int pidfd) {
+  pthread_mutex_lock(&lock);
+  int err = add_locked(pidfd, EPOLLIN, (uint64_t)pidfd << 1);
   pthread_mutex_unlock(&lock);
   return err;
+}
+
+void clonefd_reaper_adopt_group(int dirfd) {
+  struct group *g = malloc(sizeof *g);
+  int events = openat(dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  if (!g || events < 0) {
+    /* Cannot follow it: remove it if that can be done now. */
+    clonefd_group_remove(dirfd);
+    if (events >= 0) close(events);
+    close(dirfd);
+    free(g);
+    return;
+  }
+  g->dir = dirfd;
+  g->events = events;
+  /* Read first (kernfs reports every change since the open); empty now:
+     removed now, no thread needed. */
+  if (clonefd_group_empty(events)) {
+    group_done(g);
+    return;
+  }
+  pthread_mutex_lock(&lock);
+  int err = add_locked(events, EPOLLPRI, (uint64_t)(uintptr_t)g | 1);
+  pthread_mutex_unlock(&lock);
+  if (err < 0) group_done(g); /* populated: rmdir fails, the group stays (said in the README) */
 }
 
 int clonefd_reaper_pending(void) {

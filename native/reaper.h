@@ -15,7 +15,13 @@ extern "C" {
    on failure the caller still owns pidfd. */
 int clonefd_reaper_adopt(int pidfd);
 
-/* How many children the reaper holds right now (for tests). */
+/* Takes ownership of dirfd, a child's cgroup directory whose environment
+   is gone: removed (subgroups first) once cgroup.events says it is empty,
+   at once when it already is. Without a thread or the fds for it, removed
+   now if empty, else left. */
+void clonefd_reaper_adopt_group(int dirfd);
+
+/* How many children (and groups) the reaper holds right now (for tests). */
 int clonefd_reaper_pending(void);
 
 #ifdef __cplusplus

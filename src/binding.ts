@@ -98,6 +98,12 @@ export interface NativeBinding {
   channelWatch(fd: number, onEvent: (events: number) => void): NativeWatch | number;
   /** A watch of a kernfs file's POLLPRI (cgroup.events) from the start; owns fd (also when this fails: -errno). */
   eventsWatch(fd: number, onEvent: (events: number) => void): NativeWatch | number;
+  /** open(path, O_RDONLY|O_CLOEXEC) → fd | -errno, for eventsWatch to own at once (never fs.openSync: see fds.cc). */
+  openForWatch(path: string): number;
+  /** mkdir(path, 0755) of a child's cgroup, listed in this environment (its teardown hands what is left to the reaper thread): 0 | -errno. */
+  groupMake(path: string): number;
+  /** The group is removed: no longer listed. */
+  groupForget(path: string): void;
   /** What to poll for from now on (1 readable | 2 writable; 0 none). 0 or -errno. */
   channelPoll(watch: NativeWatch, events: number): number;
   /** recvmsg: bytes, 0 at EOF, -errno (-EAGAIN); fds = [count (-1: dropped by the kernel), fd...] that came with them. */

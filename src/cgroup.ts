@@ -130,24 +130,24 @@ export function createChildCgroup(parent: string | true, limits: CgroupLimits | 
   let dir = '';
   for (;;) {
     dir = path.join(base, `clonefd-${process.pid}-${threadId}-${++seq}`);
-    try {
-      fs.mkdirSync(dir, 0o755);
-      break;
-    } catch (err) {
-      const errno = errnoOf(err);
-      if (errno === 17 /* EEXIST: a crashed process of the same pid left it */) continue;
-      if (errno === EACCES || errno === EPERM || errno === EROFS) {
-        throw unavailable(`cannot create a group in ${base} (${(err as Error).message}): it must be writable by this user (a delegated subtree; on systemd, e.g. a unit with Delegate=yes or under user@${process.getuid?.()}.service)`);
-      }
-      throw new SystemError(errno || EACCES, 'mkdir', { path: dir, detail: 'creating the child\'s cgroup' });
+    // Native: the environment lists it in the same call, so a worker
+    // terminated from now on still has it removed (fds.cc groupMake).
+    const r = binding.groupMake(dir);
+    if (r === 0) break;
+    const errno = -r;
+    if (errno === 17 /* EEXIST: a crashed process of the same pid left it */) continue;
+    if (errno === EACCES || errno === EPERM || errno === EROFS) {
+      const why = new SystemError(errno, 'mkdir', { path: dir }).message;
+      throw unavailable(`cannot create a group in ${base} (${why}): it must be writable by this user (a delegated subtree; on systemd, e.g. a unit with Delegate=yes or under user@${process.getuid?.()}.service)`);
     }
+    throw new SystemError(errno, 'mkdir', { path: dir, detail: 'creating the child\'s cgroup' });
   }
   try {
     if (limits) writeLimits(dir, base, limits);
     const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     return { dir, fd };
   } catch (err) {
-    removeGroup(dir);
+    removeChildCgroup(dir);
     throw err;
   }
 }
@@ -173,9 +173,17 @@ function writeLimits(dir: string, base: string, limits: CgroupLimits): void {
 }
 
 /**
- * rmdir, quietly, subgroups first (a tree may make groups of its own inside
- * its group): false while populated (EBUSY), true once gone.
+ * Removes a child's group made by createChildCgroup, quietly, subgroups
+ * first: false while populated (EBUSY; the environment still lists it),
+ * true once gone (and no longer listed).
  */
+export function removeChildCgroup(dir: string): boolean {
+  const gone = removeGroup(dir);
+  if (gone) binding.groupForget(dir);
+  return gone;
+}
+
+/** rmdir, quietly, subgroups first (a tree may make groups of its own inside its group). */
 function removeGroup(dir: string): boolean {
   let entries: fs.Dirent[] = [];
   try {
@@ -283,7 +291,9 @@ export class ChildCgroup {
       this.#reject = reject;
     });
     this.exited.catch(() => {});
-    this.#events = fs.openSync(path.join(dir, 'cgroup.events'), 'r');
+    const events = binding.openForWatch(path.join(dir, 'cgroup.events'));
+    if (events < 0) throw new SystemError(-events, 'open', { path: path.join(dir, 'cgroup.events') });
+    this.#events = events;
     // Read once first: kernfs counts every change since the open as news.
     this.#readEvents();
     const w = binding.eventsWatch(this.#events, () => this.#onEvents());
@@ -348,7 +358,7 @@ export class ChildCgroup {
     this.#close();
     // A frozen empty group can still be removed; a new member cannot
     // appear (only members fork into it, and there are none).
-    if (removeGroup(this.dir)) this.#resolve(info);
+    if (removeChildCgroup(this.dir)) this.#resolve(info);
     else this.#reject(new SystemError(EBUSY, 'rmdir', { path: this.dir, detail: 'the tree\'s cgroup could not be removed' }));
   }
 
@@ -376,7 +386,7 @@ export class ChildCgroup {
       Atomics.wait(nap, 0, 0, 2);
     }
     this.#close();
-    removeGroup(this.dir);
+    removeChildCgroup(this.dir);
   }
 
   #gonerr(op: string): SystemError {

@@ -1,7 +1,7 @@
 // The handle every spawn returns: the seed's contract (fd, read) and the
 // everyday process API (streams, exited, kill, ref) over one engine child.
 import { EventEmitter } from 'node:events';
-import { closeSync, fstatSync, rmdirSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { binding } from './binding';
@@ -14,7 +14,7 @@ import { SpawnFlag } from './abi';
 import { Readiness, type NotifyMessage, type ReadyInfo } from './readiness';
 import { SIGKILL, toSignalNumber, type SignalName } from './signals';
 import { EAGAIN, EBADF, ECHILD, EINVAL, ESRCH } from './errno';
-import { ChildCgroup, createChildCgroup, type TreeInfo } from './cgroup';
+import { ChildCgroup, createChildCgroup, removeChildCgroup, type TreeInfo } from './cgroup';
 import { killTreeByProcess, trackTree, untrackTree } from './tree';
 import { codedError } from './errors';
 
@@ -171,7 +171,7 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
       this.#readiness?.close();
       for (const end of parentEnds) if (end >= 0) binding.closeFd(end);
       if (tree) tree.abandon();
-      else if (group) rmdirQuietly(group.dir);
+      else if (group) removeChildCgroup(group.dir);
       throw err;
     } finally {
       closeChildEnds(req, fds);
@@ -495,14 +495,6 @@ function rejectedQuietly<T>(err: Error): Promise<T> {
   const p = Promise.reject<T>(err);
   p.catch(() => {});
   return p;
-}
-
-function rmdirQuietly(dir: string): void {
-  try {
-    rmdirSync(dir);
-  } catch {
-    // populated (cannot be: nothing ran in it) or gone
-  }
 }
 
 /** A parent end as a Node stream: from now on its libuv handle owns the fd. */

@@ -58,6 +58,9 @@ const Export kExports[] = {
     // the drop-in's IPC channel (channel.cc)
     {"channelWatch", ChannelWatch},
     {"eventsWatch", EventsWatch},
+    {"openForWatch", OpenForWatch},
+    {"groupMake", GroupMake},
+    {"groupForget", GroupForget},
     {"channelPoll", ChannelPoll},
     {"channelRecv", ChannelRecv},
     {"channelSend", ChannelSend},

@@ -80,6 +80,8 @@ struct EnvState {
   // sd_notify socket paths (notify.cc) not yet removed: teardown removes
   // them and their private directories.
   std::unordered_set<std::string> notify_paths;
+  // Children's cgroups made here and not yet removed by JavaScript (fds.cc).
+  std::unordered_set<std::string> group_paths;
   napi_async_cleanup_hook_handle cleanup = nullptr;
   int closing = 0;  // watches still closing after teardown began
 };
@@ -211,6 +213,9 @@ napi_value DrainSync(napi_env, napi_callback_info);
 
 // channel.cc
 napi_value EventsWatch(napi_env, napi_callback_info);
+napi_value OpenForWatch(napi_env, napi_callback_info);
+napi_value GroupMake(napi_env, napi_callback_info);
+napi_value GroupForget(napi_env, napi_callback_info);
 napi_value ChannelWatch(napi_env, napi_callback_info);
 napi_value ChannelPoll(napi_env, napi_callback_info);
 napi_value ChannelRecv(napi_env, napi_callback_info);
@@ -223,6 +228,7 @@ napi_value NotifyRecv(napi_env, napi_callback_info);
 napi_value NotifyRead(napi_env, napi_callback_info);
 // Removes every sd_notify socket file (and directory) still listed.
 void RemoveNotifyPaths(EnvState* s);
+void AdoptGroups(EnvState* s);
 
 }  // namespace clonefd
 

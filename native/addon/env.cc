@@ -89,6 +89,7 @@ void OnEnvTeardown(napi_async_cleanup_hook_handle handle, void* arg) {
   }
   s->user_fds.clear();
   RemoveNotifyPaths(s);
+  AdoptGroups(s);
   if (s->closing == 0) FinishTeardown(s);
 }
 

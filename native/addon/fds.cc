@@ -7,9 +7,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addon.h"
+#include "../reaper.h"
 #include "../sys.h"
 
 namespace clonefd {
@@ -153,6 +155,55 @@ napi_value PidfdOpen(napi_env env, napi_callback_info info) {
   long fd = SYS2(__NR_pidfd_open, pid, 0);  // pidfds are always close-on-exec
   if (fd >= 0) TrackUserFd(s, static_cast<int>(fd));
   return Number(env, static_cast<double>(fd));
+}
+
+// openForWatch(path) → fd | -errno: O_RDONLY|O_CLOEXEC, for a watch to own
+// at once (eventsWatch, which closes it natively). Opened here, not with
+// fs.openSync: in a worker Node lists what fs opens and closes what is
+// still listed when the worker ends, by number, long after the watch
+// closed it and the number went to someone else.
+napi_value OpenForWatch(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  std::string path = a.str(0);
+  if (!a.ok()) return nullptr;
+  int fd;
+  do fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  return Number(env, fd < 0 ? -errno : fd);
+}
+
+// groupMake(path) → 0 | -errno: mkdir(path, 0755) of a child's cgroup,
+// listed in this environment until groupForget(path). A listed group that
+// the environment's teardown finds (a worker terminated before its tree was
+// gone, so no JavaScript of it will remove the group) goes to the reaper
+// thread, which removes it once empty. mkdir and the listing are one call:
+// no JavaScript runs between them, so a termination cannot come between.
+napi_value GroupMake(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  std::string path = a.str(0);
+  EnvState* s = State(env);
+  if (!a.ok() || s == nullptr) return nullptr;
+  if (mkdir(path.c_str(), 0755) < 0) return Number(env, -errno);
+  s->group_paths.insert(path);
+  return Number(env, 0);
+}
+
+// groupForget(path): the group is removed (or given up) by JavaScript.
+napi_value GroupForget(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  std::string path = a.str(0);
+  if (!a.ok()) return nullptr;
+  EnvState* s = State(env);
+  if (s) s->group_paths.erase(path);
+  return nullptr;
+}
+
+void AdoptGroups(EnvState* s) {
+  for (const std::string& path : s->group_paths) {
+    int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) clonefd_reaper_adopt_group(fd);  // owns fd
+  }
+  s->group_paths.clear();
 }
 
 }  // namespace clonefd
