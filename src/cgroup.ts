@@ -200,6 +200,16 @@ function removeGroup(dir: string): boolean {
   }
 }
 
+/** p, or a rejection after ms (the timer does not hold the loop). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), ms);
+    timer.unref();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
 function readKeyed(file: string): Map<string, number> {
   const out = new Map<string, number>();
   let text = '';
@@ -261,8 +271,10 @@ function groupMembers(dir: string): number[] {
 }
 
 interface Waiter {
-  want: (ev: { populated: boolean; frozen: boolean }) => boolean;
+  /** The frozen state it waits for. */
+  frozen: boolean;
   resolve: () => void;
+  reject: (err: Error) => void;
 }
 
 /**
@@ -309,7 +321,16 @@ export class ChildCgroup {
 
   /** Whether a waiting `treeExited` keeps the event loop alive. */
   ref(on: boolean): void {
-    if (this.#watch) binding.ref(this.#watch, on);
+    this.#wanted = on;
+    this.#updateRef();
+  }
+
+  #wanted = false;
+
+  // The loop stays alive while someone awaits the tree: treeExited, or a
+  // freeze()/thaw() that has not settled yet.
+  #updateRef(): void {
+    if (this.#watch) binding.ref(this.#watch, this.#wanted || this.#waiters.length > 0);
   }
 
   /** The child itself has exited and its exit was delivered. */
@@ -338,9 +359,9 @@ export class ChildCgroup {
   #onEvents(): void {
     if (this.#gone) return;
     this.#readEvents();
-    const state = { populated: this.#populated, frozen: this.#frozen };
-    const ready = this.#waiters.filter((w) => w.want(state));
-    this.#waiters = this.#waiters.filter((w) => !w.want(state));
+    const ready = this.#waiters.filter((w) => w.frozen === this.#frozen);
+    this.#waiters = this.#waiters.filter((w) => w.frozen !== this.#frozen);
+    this.#updateRef();
     for (const w of ready) w.resolve();
     this.#maybeFinish();
   }
@@ -368,7 +389,11 @@ export class ChildCgroup {
       binding.unwatch(this.#watch); // closes the events fd
       this.#watch = null;
     }
-    for (const w of this.#waiters) w.resolve();
+    // A gone tree is not frozen: thaw() is done; a freeze() was never.
+    for (const w of this.#waiters) {
+      if (w.frozen) w.reject(this.#gonerr('freeze'));
+      else w.resolve();
+    }
     this.#waiters = [];
   }
 
@@ -404,17 +429,48 @@ export class ChildCgroup {
    * pidfd, repeated until a pass finds none that has not had it (children
    * forked meanwhile are members too).
    */
-  kill(signal: number): void {
-    if (this.#gone) return;
+  kill(signal: number): Set<number> | null {
+    if (this.#gone) return new Set();
     if (signal === SIGKILL) {
       try {
         writeControl(path.join(this.dir, 'cgroup.kill'), '1');
-        return;
+        return null;
       } catch (err) {
         if (errnoOf(err) !== ENOENT) throw new SystemError(errnoOf(err) || EACCES, 'write', { path: path.join(this.dir, 'cgroup.kill') });
         // No cgroup.kill (< 5.14): member by member, below.
       }
     }
+    return this.#signalMembers(signal);
+  }
+
+  /**
+   * kill() with the member list held still: the tree is frozen first (a
+   * frozen process cannot fork, so no member can appear after the last
+   * pass), signalled, then thawed unless it was frozen already; the signal
+   * is taken at the thaw. SIGKILL needs none of that (cgroup.kill). Where
+   * the freeze does not complete within freezeWaitMs (a member in an
+   * uninterruptible sleep holds it off), the passes run on the live tree.
+   * Resolves with the pids signalled (null: cgroup.kill, all of them).
+   */
+  async killStill(signal: number, freezeWaitMs = 1000): Promise<Set<number> | null> {
+    if (this.#gone || signal === SIGKILL) return this.kill(signal);
+    const wasFrozen = this.#frozen;
+    if (!wasFrozen) {
+      try {
+        await withTimeout(this.setFrozen(true), freezeWaitMs);
+      } catch {
+        // Gone, no cgroup.freeze, or superseded by a thaw(): passes below.
+      }
+    }
+    try {
+      return this.kill(signal);
+    } finally {
+      // Also drops a freeze that never completed (superseded).
+      if (!wasFrozen && !this.#gone) this.setFrozen(false).catch(() => {});
+    }
+  }
+
+  #signalMembers(signal: number): Set<number> {
     // Each pass: a pidfd for every member not signalled yet, then the
     // members again: only a process still listed after its pidfd was
     // opened is ours (a pid recycled in between names another process, and
@@ -423,7 +479,7 @@ export class ChildCgroup {
     const sent = new Set<number>();
     for (let pass = 0; pass < 1000; pass++) {
       const fresh = this.members().filter((pid) => !sent.has(pid));
-      if (fresh.length === 0) return;
+      if (fresh.length === 0) break;
       const fds = fresh.map((pid) => binding.pidfdOpen(pid));
       const now = new Set(this.members());
       fresh.forEach((pid, i) => {
@@ -433,6 +489,7 @@ export class ChildCgroup {
         binding.closeFd(fds[i]);
       });
     }
+    return sent;
   }
 
   /** Writes cgroup.freeze and waits until cgroup.events says so. */
@@ -444,8 +501,16 @@ export class ChildCgroup {
       throw new SystemError(errnoOf(err) || EACCES, 'write', { path: path.join(this.dir, 'cgroup.freeze') });
     }
     this.#readEvents();
-    if (this.#frozen === on) return;
-    await new Promise<void>((resolve) => this.#waiters.push({ want: (s) => s.frozen === on, resolve }));
+    // The other way's waiters will not see their state come: superseded.
+    const superseded = this.#waiters.filter((w) => w.frozen !== on);
+    this.#waiters = this.#waiters.filter((w) => w.frozen === on);
+    for (const w of superseded) {
+      w.reject(codedError(Error, 'ERR_CLONEFD_FREEZE_SUPERSEDED', `${w.frozen ? 'freeze()' : 'thaw()'} of ${this.dir} was superseded by a ${on ? 'freeze()' : 'thaw()'} before cgroup.events said so`));
+    }
+    if (this.#frozen === on) return this.#updateRef();
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ frozen: on, resolve, reject }));
+    this.#updateRef();
+    await done;
   }
 
   /** Whether cgroup.events says frozen. */

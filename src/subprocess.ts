@@ -304,16 +304,14 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
    */
   async killTree(signal: NodeJS.Signals | number = 'SIGKILL'): Promise<void> {
     const num = toSignalNumber(signal);
-    this.#killTreeNow(num);
-  }
-
-  #killTreeNow(num: number): void {
     if (this.#tree) {
-      if (!this.#settled) this.#child.kill(num);
-      this.#tree.kill(num);
+      // Each member once: the child is one (unless it left the group). A
+      // second SIGKILL after cgroup.kill changes nothing.
+      const sent = await this.#tree.killStill(num);
+      if (sent === null || !sent.has(this.pid)) this.#killQuietly(num);
       return;
     }
-    killTreeByProcess(this.pid, this.#settled ? 0 : this.pid, this.#pgid, num, () => (this.#settled ? -ESRCH : this.#child.kill(num)));
+    killTreeByProcess(this.#settled ? 0 : this.pid, this.#pgid, num, () => (this.#settled ? -ESRCH : this.#child.kill(num)));
   }
 
   /**
@@ -435,22 +433,30 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   /** `timeout` and `signal`: the child, or with killMode 'tree' its tree. */
   #killForOption(signal: number): void {
     if (this.#killMode !== 'tree') return this.#killQuietly(signal);
-    try {
-      this.#killTreeNow(signal);
-    } catch {
-      // The group went away meanwhile: nothing left to kill.
-    }
+    // A rejection: the group went away meanwhile, nothing left to kill.
+    this.killTree(signal).catch(() => {});
+  }
+
+  #stopKillOptions(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#onAbort) this.#abortSignal?.removeEventListener('abort', this.#onAbort);
   }
 
   #settle(record: ExitRecord, sync: boolean): void {
     if (this.#settled) return;
     this.#settled = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    if (this.#onAbort) this.#abortSignal?.removeEventListener('abort', this.#onAbort);
+    // killMode 'tree' with a cgroup: timeout and signal go on applying to
+    // the tree while it lives on without the child.
+    const untilTree = this.#tree !== null && this.#killMode === 'tree';
+    if (!untilTree) this.#stopKillOptions();
     if (this.#tree) {
       // The record is in; the tree may live on (treeExited waits for it).
       const tree = this.#tree;
-      tree.exited.then(() => untrackTree(tree), () => untrackTree(tree));
+      const done = () => {
+        untrackTree(tree);
+        if (untilTree) this.#stopKillOptions();
+      };
+      tree.exited.then(done, done);
       tree.childDone();
     }
     // A spawn() child whose fds nobody took: the engine may let go of

@@ -25,15 +25,34 @@ function parentOf(pid: number): number | null {
   }
 }
 
+/** Field 5 of /proc/<pid>/stat: its process group, or null when gone. */
+function groupOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch {
+    return null;
+  }
+}
+
 /**
- * The child's tree without a cgroup: its process group (pgid > 0: it leads
- * one), then every descendant of `root` that /proc shows now, each through
- * a pidfd opened before its parent is checked again (so a recycled pid is
- * never signalled), then the child itself through its own pidfd
- * (killChild). root 0: the child is reaped, it has no descendants to find
- * (its orphans belong to a subreaper now: the group is what remains).
+ * The child's tree without a cgroup, each process signalled once: its
+ * process group (pgid > 0: the child leads one), then every descendant of
+ * `root` that /proc shows now outside that group, each through a pidfd
+ * opened before its parent is checked again (so a recycled pid is never
+ * signalled), then the child itself through its own pidfd (killChild)
+ * unless the group had it. root 0: the child is reaped, it has no
+ * descendants to find (its orphans belong to a subreaper now: the group is
+ * what remains).
  */
-export function killTreeByProcess(_pid: number, root: number, pgid: number, signal: number, killChild: () => number): void {
+export function killTreeByProcess(root: number, pgid: number, signal: number, killChild: () => number): void {
+  if (pgid > 0) {
+    try {
+      process.kill(-pgid, signal);
+    } catch {
+      // ESRCH: nobody is left in the group
+    }
+  }
   if (root > 0) {
     const byParent = new Map<number, number[]>();
     for (const [pid, ppid] of parents()) {
@@ -50,19 +69,12 @@ export function killTreeByProcess(_pid: number, root: number, pgid: number, sign
         queue.push(kid);
         signalIfOurs(kid, signal, (p) => {
           const ppid = parentOf(p);
-          return ppid !== null && tree.has(ppid);
+          return ppid !== null && tree.has(ppid) && (pgid <= 0 || groupOf(p) !== pgid);
         });
       }
     }
   }
-  if (pgid > 0) {
-    try {
-      process.kill(-pgid, signal);
-    } catch {
-      // ESRCH: nobody is left in the group
-    }
-  }
-  killChild();
+  if (pgid <= 0 || (root > 0 && groupOf(root) !== pgid)) killChild();
 }
 
 /** Trees whose group must not outlive this process (killWithParent with killMode 'tree'), and every live tree. */
