@@ -452,7 +452,7 @@ export class ChildCgroup {
    * uninterruptible sleep holds it off), the passes run on the live tree.
    * Resolves with the pids signalled (null: cgroup.kill, all of them).
    */
-  async killStill(signal: number, freezeWaitMs = 1000): Promise<Set<number> | null> {
+  async killStill(signal: number, freezeWaitMs = 5000): Promise<Set<number> | null> {
     if (this.#gone || signal === SIGKILL) return this.kill(signal);
     const wasFrozen = this.#frozen;
     if (!wasFrozen) {

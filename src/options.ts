@@ -237,7 +237,7 @@ const LIMIT_KEYS = new Set(['memoryMax', 'pidsMax', 'cpuMax']);
 /** options.limits: integers (or 'max') for memory and pids, "$MAX $PERIOD" (or 'max') for cpu. */
 function normalizeLimits(value: unknown, cgroup: true | string | null): CgroupLimits | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'object') throw invalidArgType('options.limits', 'of type object', value);
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalidArgType('options.limits', 'of type object', value);
   const o = ownProps<Record<string, unknown>>(value);
   const out: CgroupLimits = {};
   for (const key of Object.keys(o)) {
@@ -246,8 +246,14 @@ function normalizeLimits(value: unknown, cgroup: true | string | null): CgroupLi
     const name = `options.limits.${key}`;
     if (!LIMIT_KEYS.has(key)) throw invalidArgValue(name, v, 'is not a limit clonefd knows (memoryMax, pidsMax, cpuMax)');
     if (key === 'cpuMax') {
-      if (typeof v !== 'string' || !/^(max|\d+)( \d+)?$/.test(v)) throw invalidArgValue(name, v, "must be 'max' or \"$MAX $PERIOD\" in microseconds, e.g. '50000 100000'");
-      out.cpuMax = v;
+      // The kernel's bounds: a period of 1 ms to 1 s, a quota of at least 1 ms.
+      const m = typeof v === 'string' ? /^(max|\d+)(?: (\d+))?$/.exec(v) : null;
+      const period = m?.[2] === undefined ? 100_000 : Number(m[2]);
+      const quota = m?.[1] === 'max' ? Infinity : Number(m?.[1]);
+      if (!m || period < 1000 || period > 1_000_000 || quota < 1000) {
+        throw invalidArgValue(name, v, "must be 'max' or \"$MAX $PERIOD\" in microseconds (period 1000 to 1000000, quota 1000 or more), e.g. '50000 100000'");
+      }
+      out.cpuMax = v as string;
     } else {
       if (v !== 'max' && !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)) throw invalidArgValue(name, v, "must be 'max' or a non-negative integer");
       out[key as 'memoryMax' | 'pidsMax'] = v as number | 'max';

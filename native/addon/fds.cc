@@ -158,18 +158,23 @@ napi_value PidfdOpen(napi_env env, napi_callback_info info) {
 }
 
 // openForWatch(path) → fd | -errno: O_RDONLY|O_CLOEXEC, for a watch to own
-// at once (eventsWatch, which closes it natively). Opened here, not with
+// next (eventsWatch, which closes it natively). Opened here, not with
 // fs.openSync: in a worker Node lists what fs opens and closes what is
 // still listed when the worker ends, by number, long after the watch
 // closed it and the number went to someone else.
 napi_value OpenForWatch(napi_env env, napi_callback_info info) {
   Args a(env, info);
   std::string path = a.str(0);
-  if (!a.ok()) return nullptr;
+  EnvState* s = State(env);
+  if (!a.ok() || s == nullptr) return nullptr;
   int fd;
   do fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   while (fd < 0 && errno == EINTR);
-  return Number(env, fd < 0 ? -errno : fd);
+  if (fd < 0) return Number(env, -errno);
+  // Tracked until the watch takes it: a worker terminated in between
+  // still has it closed by its teardown.
+  TrackUserFd(s, fd);
+  return Number(env, fd);
 }
 
 // groupMake(path) → 0 | -errno: mkdir(path, 0755) of a child's cgroup,

@@ -3,7 +3,9 @@
 // and clone path (the legacy clone() path joins the group from the child
 // instead of CLONE_INTO_CGROUP). Real processes and real groups; skipped
 // only where this machine has no writable cgroup v2 hierarchy.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, type Subprocess } from '../../src/index';
@@ -196,6 +198,157 @@ describe.skipIf(missing !== null)('process trees with a cgroup per child', () =>
   });
 });
 
+// What a red team found, kept as tests: each failed before its fix.
+const COUNT_SIGINT = '$|=1; my $n=0; $SIG{INT}=sub{$n++}; $SIG{USR2}=sub{print "$n\\n"}; print "ready\\n"; while(1){ select(undef,undef,undef,0.01) }';
+
+/** How many SIGINTs a perl child counted after one killTree('SIGINT') (perl counts each delivery). */
+async function sigintsPerKillTree(options: object): Promise<number> {
+  const c = spawn('perl', ['-e', COUNT_SIGINT], { ...options, stdio: ['ignore', 'pipe', 'inherit'] });
+  let buf = '';
+  c.stdout!.on('data', (d: Buffer) => (buf += d));
+  expect(await waitFor(() => buf.includes('ready'), 10_000)).toBe(true);
+  await c.killTree('SIGINT');
+  await new Promise((r) => setTimeout(r, 100));
+  c.kill('SIGUSR2');
+  expect(await waitFor(() => /ready\n\d+\n/.test(buf), 10_000)).toBe(true);
+  c.kill('SIGKILL');
+  await c.exited;
+  if ((options as { cgroup?: boolean }).cgroup) await c.treeExited;
+  return Number(buf.split('\n')[1]);
+}
+
+describe.skipIf(missing !== null)('process trees: what a red team found', () => {
+  useLeakCheck();
+  afterAll(() => expect(ourGroups()).toEqual([]));
+
+  it('killTree(SIGINT) reaches each member once (a second SIGINT means "force quit" to many programs)', async () => {
+    for (const options of [{ cgroup: true }, { killMode: 'tree' as const }]) {
+      const counts: number[] = [];
+      for (let i = 0; i < 8; i++) counts.push(await sigintsPerKillTree(options));
+      expect(counts, JSON.stringify(options)).toEqual(counts.map(() => 1));
+    }
+  });
+
+  it('killTree(SIGTERM) on a tree that is forking leaves nothing (the tree is frozen while it is signalled)', async () => {
+    // A binary fork tree (at most 511 processes), each then sleeping.
+    const forker = 'for (1..8) { my $p = fork(); last unless defined $p; next if $p == 0; my $q = fork(); next if defined $q && $q == 0; last } sleep 20;';
+    for (let i = 0; i < 3; i++) {
+      const c = spawn('perl', ['-e', forker], { cgroup: true, stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 15 + i * 15));
+      await c.killTree('SIGTERM');
+      const r = await Promise.race([c.treeExited.then(() => 'gone'), new Promise((res) => setTimeout(() => res('alive'), 5000))]);
+      if (r === 'alive') {
+        const left = readFileSync(path.join(c.cgroup!, 'cgroup.procs'), 'utf8').trim().split('\n').length;
+        await c.killTree();
+        await c.treeExited;
+        expect.fail(`${left} members outlived killTree('SIGTERM')`);
+      }
+    }
+  });
+
+  it('a freeze() superseded by a thaw() settles (ERR_CLONEFD_FREEZE_SUPERSEDED unless it had completed); a freeze() of a tree that ends rejects', async () => {
+    const c = spawn('sh', ['-c', 'for i in $(seq 30); do (while :; do :; done) & done; wait'], { cgroup: true, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 200));
+    const freeze = c.freeze().then(() => 'done', (e: { code?: string }) => e.code);
+    await c.thaw();
+    const outcome = await Promise.race([freeze, new Promise((r) => setTimeout(() => r('pending'), 3000))]);
+    expect(['done', 'ERR_CLONEFD_FREEZE_SUPERSEDED']).toContain(outcome);
+    expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 0/);
+    await c.killTree();
+    await c.treeExited;
+  });
+
+  it("killMode 'tree': timeout and AbortSignal still kill the tree after the child itself has exited", async () => {
+    const ac = new AbortController();
+    const viaTimeout = spawn('sh', ['-c', 'sleep 20 & exit 0'], { cgroup: true, killMode: 'tree', timeout: 300, stdio: 'ignore' });
+    const viaSignal = spawn('sh', ['-c', 'sleep 20 & exit 0'], { cgroup: true, killMode: 'tree', signal: ac.signal, stdio: 'ignore' });
+    await Promise.all([viaTimeout.exited, viaSignal.exited]);
+    ac.abort();
+    const t0 = Date.now();
+    await Promise.all([viaTimeout.treeExited, viaSignal.treeExited]);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('freeze() of a tree whose child has exited keeps the event loop alive until it settles', () => {
+    const lib = path.resolve(__dirname, '..', '..', 'lib', 'index.js');
+    const code = `
+      const { spawn } = require(${JSON.stringify(lib)});
+      (async () => {
+        const c = spawn('sh', ['-c', 'sleep 5 & exit 0'], { cgroup: true, stdio: 'ignore' });
+        await c.exited;
+        await c.freeze();
+        console.log('frozen');
+        await c.killTree();
+        await c.treeExited;
+        console.log('end');
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 20_000, env: { ...process.env } });
+    expect(r.stdout).toBe('frozen\nend\n');
+    expect(r.status).toBe(0);
+  });
+
+});
+
+const LIB = path.resolve(__dirname, '..', '..', 'lib', 'index.js');
+// A worker that keeps 8 trees going (each ends within 50 ms), until terminated.
+const CHURN = `
+  const { spawn } = require(${JSON.stringify(LIB)});
+  const { parentPort } = require('worker_threads');
+  function one() {
+    const c = spawn('sh', ['-c', 'sleep 0.05 & sleep 0.03'], { cgroup: true, stdio: 'ignore' });
+    c.treeExited.then(one, () => {});
+  }
+  for (let i = 0; i < 8; i++) one();
+  parentPort.postMessage('started');`;
+
+async function terminateChurn(afterMs: number): Promise<void> {
+  const w = new Worker(CHURN, { eval: true });
+  await new Promise((r) => w.once('message', r));
+  await new Promise((r) => setTimeout(r, afterMs));
+  await w.terminate();
+}
+
+describe.skipIf(missing !== null)('process trees in workers', () => {
+  // The warm-up terminates one such worker: the process-wide reaper thread
+  // (and its epoll fd, kept for the process's life) exists from then on.
+  useLeakCheck(async () => {
+    await terminateChurn(100);
+    await waitFor(() => ourGroups().length === 0, 10_000);
+  });
+  afterAll(() => expect(ourGroups()).toEqual([]));
+
+  it('worker.terminate() mid-flight leaves no group; a worker\'s exit closes no fd of another thread', async () => {
+    for (let k = 0; k < 6; k++) await terminateChurn(50 + k * 30);
+    // Every tree (sleep 0.05) ends; the reaper thread removes its group.
+    expect(await waitFor(() => ourGroups().length === 0, 10_000), `left: ${ourGroups().join(' ')}`).toBe(true);
+
+    const twice = `
+      const { spawn } = require(${JSON.stringify(LIB)});
+      const { parentPort } = require('worker_threads');
+      (async () => {
+        for (let i = 0; i < 2; i++) await spawn('/bin/true', [], { cgroup: true, stdio: 'ignore' }).treeExited;
+        parentPort.postMessage('done');
+        parentPort.once('message', () => process.exit(0));
+      })();`;
+    const w = new Worker(twice, { eval: true });
+    await new Promise((r) => w.once('message', r));
+    // The lowest free numbers: those the worker's cgroup.events fds had.
+    const mine = Array.from({ length: 8 }, () => openSync('/etc/hostname', 'r'));
+    w.postMessage('exit');
+    await new Promise((r) => w.once('exit', r));
+    const closed = mine.filter((fd) => {
+      try {
+        fstatSync(fd);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    for (const fd of mine) if (!closed.includes(fd)) closeSync(fd);
+    expect(closed, 'fds of this thread closed by the worker\'s exit').toEqual([]);
+  });
+});
+
 describe('process-tree options: errors', () => {
   it('rejects a cgroup that is not a cgroup v2 directory with a coded error', () => {
     expect(() => spawn('/bin/true', [], { cgroup: '/tmp' })).toThrow(expect.objectContaining({ code: 'ERR_CLONEFD_CGROUP_UNAVAILABLE' }));
@@ -208,6 +361,11 @@ describe('process-tree options: errors', () => {
     expect(() => spawn('/bin/true', [], { cgroup: true, limits: { pidMax: 1 } as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
     expect(() => spawn('/bin/true', [], { cgroup: true, limits: { memoryMax: -1 } })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
     expect(() => spawn('/bin/true', [], { cgroup: true, limits: { cpuMax: 'half' } })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    // Out of the kernel's bounds (period 1 ms to 1 s, quota at least 1 ms): said here, not as EINVAL from a write.
+    for (const cpuMax of ['max 0', '10 100000', '50000 999', '50000 2000000']) {
+      expect(() => spawn('/bin/true', [], { cgroup: true, limits: { cpuMax } }), cpuMax).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    }
+    expect(() => spawn('/bin/true', [], { cgroup: true, limits: [] as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     expect(() => spawn('/bin/true', [], { killMode: 'group' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
   });
 
