@@ -2,8 +2,8 @@
 // Node process that made it dies (SIGKILL: no JavaScript runs). The helper
 // outlives it: a killWithParent tree (killMode 'tree') is killed whole,
 // and every group is removed once its tree is empty.
-import { spawn as cpSpawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn as cpSpawn, spawnSync as cpSpawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ownCgroupDir } from '../src/cgroup';
@@ -107,6 +107,29 @@ describe.skipIf(missing !== null)('a tree whose Node process dies', () => {
     // Clean up by pid (the daemon and the child's own `sleep`): the group
     // empties, the helper removes it.
     for (const pid of readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) process.kill(pid, 'SIGKILL');
+    expect(await waitFor(() => !existsSync(cgroup), 10_000), `group ${cgroup} left behind`).toBe(true);
+  });
+
+  it('Node SIGKILLed after its trees emptied but before it removed their groups: the helper removes them', async () => {
+    const code = `
+      const { spawn } = require(${JSON.stringify(lib)});
+      for (let i = 0; i < 20; i++) spawn('/bin/true', [], { cgroup: true, stdio: 'ignore', engine: 'helper' });
+      const t = Date.now(); while (Date.now() - t < 500) {} // they exit meanwhile; this Node never looks
+      process.kill(process.pid, 'SIGKILL');`;
+    const r = cpSpawnSync(process.execPath, ['-e', code], { timeout: 20_000 });
+    expect(r.signal).toBe('SIGKILL');
+    const dir = ownCgroupDir();
+    const mine = () => readdirSync(dir).filter((n) => n.startsWith(`clonefd-${r.pid}-`));
+    expect(await waitFor(() => mine().length === 0, 10_000), `left: ${mine().join(' ')}`).toBe(true);
+  });
+
+  it('a 40-deep chain of subgroups inside a tree is removed by the helper once the tree is gone', async () => {
+    const script = 'g="$PARENT/$(basename "$(sed -n "s/^0:://p" /proc/self/cgroup)")"; p=$g; for i in $(seq 40); do p=$p/x; done; mkdir -p "$p" && sh -c \'echo $$; exec sleep 1\' & sleep 60';
+    const { parent, cgroup, pids } = await parentWithTree({ cgroup: true, killWithParent: true, env: { ...process.env, PARENT: ownCgroupDir() } }, script, 1);
+    expect(existsSync(path.join(cgroup, ...Array(40).fill('x')))).toBe(true);
+    parent.kill('SIGKILL');
+    for (const pid of readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) if (pid !== pids[0]) process.kill(pid, 'SIGKILL');
+    expect(await waitFor(() => !alive(pids[0]), 10_000)).toBe(true);
     expect(await waitFor(() => !existsSync(cgroup), 10_000), `group ${cgroup} left behind`).toBe(true);
   });
 });
