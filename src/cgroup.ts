@@ -326,11 +326,23 @@ export class ChildCgroup {
   }
 
   #wanted = false;
+  #holds = 0;
 
-  // The loop stays alive while someone awaits the tree: treeExited, or a
-  // freeze()/thaw() that has not settled yet.
+  /** Keeps the loop alive until release() (a wait on the tree's behalf: readiness). */
+  hold(): void {
+    this.#holds++;
+    this.#updateRef();
+  }
+
+  release(): void {
+    this.#holds--;
+    this.#updateRef();
+  }
+
+  // The loop stays alive while someone awaits the tree: treeExited, a
+  // freeze()/thaw() that has not settled yet, a hold().
   #updateRef(): void {
-    if (this.#watch) binding.ref(this.#watch, this.#wanted || this.#waiters.length > 0);
+    if (this.#watch) binding.ref(this.#watch, this.#wanted || this.#holds > 0 || this.#waiters.length > 0);
   }
 
   /** The child itself has exited and its exit was delivered. */

@@ -287,15 +287,26 @@ export class Readiness {
   }
 
   /**
+   * The child exited but its tree (cgroup) lives on: a daemon it started
+   * may still say it is ready (systemd's forking daemons do, with
+   * MAINPID=), so the wait goes on until the tree ends (exit(..., true)).
+   * Whether it is still pending (the caller then keeps the loop alive).
+   */
+  childExited(): boolean {
+    this.#drain(Infinity);
+    return !this.#done;
+  }
+
+  /**
    * The child's exit is being delivered (info null: its status was lost,
    * cause says how): what it sent before is read, then a child that was
    * never ready rejects `ready`, and everything is released.
    */
-  exit(info: ClonefdInfo | null, cause?: Error): void {
+  exit(info: ClonefdInfo | null, cause?: Error, treeEnded = false): void {
     this.#drain(Infinity);
     if (!this.#done) {
       this.#done = true;
-      const how = describeExit(info);
+      const how = `${describeExit(info)}${treeEnded ? ', and its tree ended,' : ''}`;
       const what = this.#plan.kind === 'fd'
         ? `${how} before it wrote a newline to its readiness fd ${this.#plan.fd}`
         : `${how} before it sent READY=1`;

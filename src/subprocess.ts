@@ -485,7 +485,21 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
     this.signalCode = info.signal;
     this[onSettled]?.(info);
     this.stdin?.destroy();
-    this.#readiness?.exit(info);
+    if (this.#readiness && this.#tree) {
+      // With a cgroup, "exited before it was ready" means the whole tree.
+      // Until then the pending wait keeps the loop alive, as the child did.
+      const readiness = this.#readiness;
+      const tree = this.#tree;
+      if (readiness.childExited() && this.ready) {
+        tree.hold();
+        const release = () => tree.release();
+        this.ready.then(release, release);
+      }
+      const end = () => readiness.exit(info, undefined, true);
+      tree.exited.then(end, end);
+    } else {
+      this.#readiness?.exit(info);
+    }
     this.#resolve(info);
     if (sync) process.nextTick(() => this.emit('exit', info));
     else this.emit('exit', info);

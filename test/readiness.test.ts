@@ -4,7 +4,7 @@
 // test also checks what it leaves: this file's os.tmpdir() is a private
 // directory that must be empty again after each spawn's exit, and the
 // leak check (fds, zombies) runs over the whole file.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -285,6 +285,48 @@ describe.each(engines)('engine %s', (engine) => {
         process.off('unhandledRejection', onUnhandled);
       }
     });
+  });
+});
+
+// With a cgroup the tree, not only the child, may still say it is ready:
+// a forking daemon (the shell exits at once) sends READY=1 later.
+const cgroupOk = (() => {
+  try {
+    spawn('/bin/true', [], { cgroup: true, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!cgroupOk).each(engines)('readiness of a tree (cgroup: true), engine %s', (engine) => {
+  it("sd_notify: a daemon's READY=1 after the child exited resolves ready; STATUS= keeps coming", async () => {
+    const p = spawn('sh', ['-c', '(sleep 0.3; systemd-notify --ready --status=up; sleep 0.2) & exit 0'], { cgroup: true, readiness: 'sd_notify', engine, stdio: 'ignore' });
+    expect((await p.exited).exitCode).toBe(0);
+    const info = await p.ready!;
+    expect(info.status).toBe('up');
+    expect(info.readyMs).toBeGreaterThan(250);
+    await p.treeExited;
+  });
+
+  it('an fd: the tree ends without a newline: ready rejects then, with the child\'s info, saying the tree ended', async () => {
+    const p = spawn('sh', ['-c', '(sleep 0.3) & exit 5'], { cgroup: true, readiness: { fd: 3 }, engine, stdio: 'ignore' });
+    const info = await p.exited;
+    const t0 = Date.now();
+    const err = await rejection(p.ready);
+    expect(Date.now() - t0).toBeGreaterThan(150); // at the tree's end, not the child's
+    expect(err.code).toBe('ERR_CLONEFD_NOT_READY');
+    expect(err.info).toBe(info);
+    expect(err.message).toContain('exited with code 5, and its tree ended, before it wrote a newline');
+  });
+
+  it('a pending ready keeps the event loop alive after the child exited (a Node script that only awaits ready)', () => {
+    const code = `
+      const { spawn } = require(${LIB});
+      const p = spawn('sh', ['-c', '(sleep 0.3; echo >&3) & exit 0'], { cgroup: true, readiness: { fd: 3 }, engine: '${engine}', stdio: 'ignore' });
+      p.ready.then(() => console.log('ready'));`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.stdout).toBe('ready\n');
   });
 });
 
