@@ -19,7 +19,7 @@ const path = require('node:path');
 const lib = require('./lib');
 
 // In the order they run; names are --only's.
-const SCENARIOS = ['floor', 'sequential', 'bigparent', 'livechildren', 'concurrency', 'burst', 'pipes', 'memory', 'sync', 'fork'];
+const SCENARIOS = ['floor', 'sequential', 'bigparent', 'livechildren', 'concurrency', 'burst', 'pipes', 'memory', 'sync', 'fork', 'trees'];
 
 function usage(message) {
   if (message) console.error(`bench: ${message}`);
