@@ -135,6 +135,7 @@ struct child {
   int record;  /* the record pipe's write end */
   uint64_t id;
   int kill_with_parent;
+  int deferred; /* exited, but its zombie is held by a ptracer: out of the epoll set, retried */
   struct client *client; /* NULL once the client is gone */
 };
 
@@ -671,10 +672,26 @@ static void sweep_holding(void) {
   }
 }
 
+/* Exited children whose zombie a ptracer holds (waitid would block until it
+   lets go, and the pidfd stays readable meanwhile): out of the epoll set,
+   retried after each SIGCHLD (the tracer's release sends us one) and every
+   DEFER_RETRY_MS while any is left. */
+#define DEFER_RETRY_MS 200
+static size_t ndeferred;
+
 static void on_exit_ready(struct child *ch) {
   struct clonefd_record rec;
-  int r = clonefd_reap(ch->pidfd, ch->pid, &rec);
-  if (r == -EAGAIN) return; /* not reapable yet: poll again */
+  /* Never wait here: one held zombie would stop every environment. */
+  int r = clonefd_reap(ch->pidfd, ch->pid, &rec, CLONEFD_REAP_NOHANG);
+  if (r == -EAGAIN) {
+    if (!ch->deferred) {
+      epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
+      ch->deferred = 1;
+      ndeferred++;
+    }
+    return;
+  }
+  if (ch->deferred) ndeferred--;
   epoll_ctl(epfd, EPOLL_CTL_DEL, ch->pidfd, NULL);
   close(ch->pidfd);
   release_mem(ch); /* reaped: it certainly runs on nothing of ours */
@@ -728,6 +745,13 @@ static void reap_orphans(void) {
     pid_t pid = si.si_pid;
     if (pid == 0 || is_our_child(pid)) return;
     if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | __WALL) < 0) return;
+  }
+}
+
+static void retry_deferred(void) {
+  for (struct child *ch = children, *next; ch && ndeferred > 0; ch = next) {
+    next = ch->next; /* on_exit_ready may free ch */
+    if (ch->deferred) on_exit_ready(ch);
   }
 }
 
@@ -850,7 +874,7 @@ int main(void) {
 
   struct epoll_event ev[64];
   while (control_open || nclients > 0 || nchildren > 0 || ntrees > 0) {
-    int n = epoll_wait(epfd, ev, 64, -1);
+    int n = epoll_wait(epfd, ev, 64, ndeferred > 0 ? DEFER_RETRY_MS : -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       return 1;
@@ -879,6 +903,7 @@ int main(void) {
           break;
       }
     }
+    if (ndeferred > 0) retry_deferred();
     if (orphans_pending) reap_orphans();
     while (ngraveyard > 0) free(graveyard[--ngraveyard]);
     while (dead_trees) {

@@ -110,7 +110,7 @@ static int from_pidfd_info(int pidfd, struct clonefd_record *out) {
   return -ECHILD;
 }
 
-int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out) {
+int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out, int flags) {
   clonefd_record_init(out, pid, CLONEFD_SOURCE_WAITID);
   uint64_t u, s;
   int have_times = clonefd_zombie_times(pid, &u, &s, NULL) == 0;
@@ -118,7 +118,11 @@ int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out) {
   siginfo_t si;
   struct rusage ru;
   memset(&si, 0, sizeof si);
-  long r = sys_waitid_pidfd(pidfd, &si, WEXITED | __WALL, &ru);
+  int nohang = (flags & CLONEFD_REAP_NOHANG) != 0;
+  long r = sys_waitid_pidfd(pidfd, &si, WEXITED | __WALL | (nohang ? WNOHANG : 0), &ru);
+  /* WNOHANG and no pid: exited but not ours to wait for yet (a tracer
+     holds the zombie until it waits for it or detaches). */
+  if (r == 0 && nohang && si.si_pid == 0) return -EAGAIN;
   if (r == 0) {
     out->info.code = si.si_code;
     out->info.status = si.si_status;

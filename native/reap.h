@@ -29,9 +29,12 @@ int clonefd_zombie_times(pid_t pid, uint64_t *utime, uint64_t *stime, int *exit_
  * first, then waitid(P_PIDFD, WEXITED|__WALL) with rusage; on ECHILD (a
  * foreign reaper won) the times are dropped and PIDFD_GET_INFO /
  * PIDFD_INFO_EXIT is asked, briefly retried. Returns 0; or -errno with *out
- * marked lost (-ECHILD: a kernel before 6.15 kept no status).
+ * marked lost (-ECHILD: a kernel before 6.15 kept no status); or -EAGAIN
+ * when the pidfd is O_NONBLOCK or flags has CLONEFD_REAP_NOHANG and the
+ * exit cannot be taken yet (a zombie held by its ptracer).
  */
-int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out);
+#define CLONEFD_REAP_NOHANG 1 /* -EAGAIN instead of waiting when the exit cannot be taken yet */
+int clonefd_reap(int pidfd, pid_t pid, struct clonefd_record *out, int flags);
 
 /*
  * The record of a child that is not ours to reap (its helper died and it

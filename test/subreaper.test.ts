@@ -68,6 +68,40 @@ describe('the helper as subreaper', () => {
     expect(await waitFor(() => zombieChildren().length === 0, 10_000)).toBe(true);
   });
 
+  it('a child whose zombie a ptracer holds does not stop the helper: other spawns and exits go on; its record comes once the tracer lets go', async () => {
+    // The child's own grandchild PTRACE_SEIZEs it, never waits for it, and
+    // exits after 2 s; the child exits 3 meanwhile.
+    const py = [
+      'import os, ctypes, time',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'r, w = os.pipe()',
+      'me = os.getpid()',
+      'g = os.fork()',
+      'if g == 0:',
+      '    os.close(r)',
+      '    if libc.ptrace(0x4206, me, None, None) != 0: os._exit(1)',
+      '    os.write(w, b"x"); os.close(w)',
+      '    time.sleep(2)',
+      '    os._exit(0)',
+      'os.close(w)',
+      'libc.prctl(0x59616d61, g, 0, 0, 0)',
+      'os.read(r, 1)',
+      'os._exit(3)',
+    ].join('\n');
+    const traced = spawn('python3', ['-c', py], { engine: 'helper', stdio: 'ignore' });
+    let tracedDone = false;
+    const tracedInfo = traced.exited.then((i) => ((tracedDone = true), i));
+    await new Promise((r) => setTimeout(r, 500)); // it has exited; its tracer holds it
+    const t0 = Date.now();
+    const info = await spawn('sh', ['-c', 'exit 9'], { engine: 'helper', stdio: 'ignore' }).exited;
+    expect(Date.now() - t0, 'a spawn and exit while the zombie is held').toBeLessThan(1000);
+    expect(info.status).toBe(9);
+    expect(tracedDone).toBe(false);
+    const t = await tracedInfo;
+    expect(t.code).toBe(1); // CLD_EXITED
+    expect(t.status).toBe(3);
+  });
+
   it('the helper leaves once Node is gone even while an orphan still runs (the orphan then goes to PID 1 or the next subreaper)', async () => {
     const code = `
       const { spawn } = require(${JSON.stringify(lib)});

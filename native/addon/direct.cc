@@ -35,7 +35,7 @@ constexpr int kKillTree = 0x100;  // the helper's (protocol.h): the direct engin
 // Reap now (the pidfd is readable) and stop watching. -EAGAIN: not exited
 // after all, keep watching.
 int ReapAndStop(Watch* w, clonefd_record* rec) {
-  int r = clonefd_reap(w->fd, w->pid, rec);
+  int r = clonefd_reap(w->fd, w->pid, rec, 0);
   if (r == -EAGAIN) return r;
   // Out of libuv's epoll before the fd number can be reused.
   StopWatching(w);
