@@ -711,6 +711,36 @@ describe('the helper process', () => {
     }
   });
 
+  it('a busy event loop with a backlog of EXITs does not get a healthy helper abandoned (its killWithParent children live on)', () => {
+    // 150 exits at once, each loop iteration 150 ms of synchronous work: the
+    // backlog (8 EXITs per iteration) takes ~3 s to read, six watchdog
+    // periods of 500 ms. The helper answered in milliseconds.
+    const lib = path.resolve(__dirname, '..', 'lib');
+    const code = `
+      const { binding } = require(${JSON.stringify(path.join(lib, 'binding.js'))});
+      let abandoned = 0;
+      const orig = binding.helperAbandon;
+      binding.helperAbandon = function (g) { abandoned++; return orig.call(this, g); };
+      const { spawn } = require(${JSON.stringify(path.join(lib, 'index.js'))});
+      const busy = (ms) => { const e = Date.now() + ms; while (Date.now() < e); };
+      (async () => {
+        const keeper = spawn('sleep', ['60'], { stdio: 'ignore', killWithParent: true });
+        const kids = Array.from({ length: 150 }, () => spawn('true', [], { stdio: 'ignore' }));
+        let settled = 0, noRusage = 0;
+        kids.forEach((c) => c.exited.then((i) => { settled++; if (!i.rusage) noRusage++; }));
+        const iv = setInterval(() => busy(150), 0);
+        while (settled < kids.length) await new Promise((r) => setTimeout(r, 10));
+        clearInterval(iv);
+        const k = await Promise.race([keeper.exited, new Promise((r) => setTimeout(() => r(null), 300))]);
+        console.log(JSON.stringify({ abandoned, noRusage, keeperAlive: k === null }));
+        keeper.kill('SIGKILL');
+        await keeper.exited;
+      })();`;
+    const r = spawnSyncCp(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, CLONEFD_HELPER_TIMEOUT_MS: '500' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ abandoned: 0, noRusage: 0, keeperAlive: true });
+  });
+
   it("is called clonefd-helper in /proc/<pid>/comm, is this process's child, with fds 0-2 on /dev/null and terminal signals ignored", () => {
     const hp = binding.helperPid();
     expect(hp).toBeGreaterThan(0);

@@ -169,6 +169,15 @@ class Connection {
    * children's records recovered here, so `exited` settles anyway.
    */
   #check(): void {
+    // EXITs still queued on the event socket: the helper did answer, this
+    // loop has not read them yet (a busy event loop, a burst of exits).
+    // Judged at a later check, once the backlog is read.
+    const queued = new Uint8Array(1);
+    binding.pollReadable(Int32Array.of(this.efd), queued);
+    if (queued[0]) {
+      this.#seenExited.clear();
+      return;
+    }
     const pending = [...this.children.values()].filter((c) => c.exitFd() >= 0);
     const fds = Int32Array.from(pending, (c) => c.exitFd());
     const readable = new Uint8Array(fds.length);
