@@ -378,7 +378,13 @@ describe('worker threads', () => {
     });
     expect(leftovers()).toHaveLength(1);
     await w.terminate();
-    const gone = (pid: number) => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
+    const gone = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
+      } catch {
+        return true; // reaped (also between a check and the read)
+      }
+    };
     expect(await waitFor(() => leftovers().length === 0 && pids.every(gone), 10_000), `left: ${leftovers().join()}, ${leak.report()}`).toBe(true);
   });
 });
