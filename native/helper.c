@@ -392,6 +392,31 @@ static void on_tree(struct tree *t) {
   else free_tree(t, 1);
 }
 
+/* The kernel sends at most one cgroup.events notification per 10 ms and
+   defers the rest; an rmdir (Node's) cancels a deferred one. So a tree that
+   empties right after it started may never be heard of: every tree is
+   looked at again once a second while there are any (a removed group reads
+   as empty and is then handed, and freed by prune_handed). */
+#define TREE_SWEEP_MS 1000
+static uint64_t last_sweep_ms;
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sweep_trees(void) {
+  uint64_t now = now_ms();
+  if (now - last_sweep_ms < TREE_SWEEP_MS) return;
+  last_sweep_ms = now;
+  for (struct tree *t = trees, *next; t; t = next) {
+    next = t->next; /* on_tree may unlink t */
+    on_tree(t);
+  }
+  prune_handed(64);
+}
+
 /* Follows the group at dirfd (dup'd; the caller keeps its fd). Without the
    fds for it (a full table), the tree is Node's alone: nothing is lost
    but the cleanup after Node's death. */
@@ -874,7 +899,7 @@ int main(void) {
 
   struct epoll_event ev[64];
   while (control_open || nclients > 0 || nchildren > 0 || ntrees > 0) {
-    int n = epoll_wait(epfd, ev, 64, ndeferred > 0 ? DEFER_RETRY_MS : -1);
+    int n = epoll_wait(epfd, ev, 64, ndeferred > 0 ? DEFER_RETRY_MS : ntrees > 0 ? TREE_SWEEP_MS : -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       return 1;
@@ -904,6 +929,7 @@ int main(void) {
       }
     }
     if (ndeferred > 0) retry_deferred();
+    if (ntrees > 0) sweep_trees();
     if (orphans_pending) reap_orphans();
     while (ngraveyard > 0) free(graveyard[--ngraveyard]);
     while (dead_trees) {

@@ -25,7 +25,9 @@ static int pending = 0;
    (malloc'd: the bit is free). */
 struct group {
   int dir, events;
+  struct group *next, *prev; /* groups: the kernel may never say one emptied (below) */
 };
+static struct group *groups; /* with the lock held */
 
 static void group_done(struct group *g) {
   clonefd_group_remove(g->dir);
@@ -34,14 +36,44 @@ static void group_done(struct group *g) {
   free(g);
 }
 
+/* With the lock held: out of the epoll set and the list, removed. */
+static void group_finish_locked(struct group *g) {
+  epoll_ctl(epfd, EPOLL_CTL_DEL, g->events, NULL);
+  if (g->prev) g->prev->next = g->next;
+  else groups = g->next;
+  if (g->next) g->next->prev = g->prev;
+  pending--;
+  group_done(g);
+}
+
+/* cgroup.events notifications are rate-limited (one per 10 ms, the rest
+   deferred) and an rmdir by someone else (the helper) cancels a deferred
+   one: every group is looked at again once a second while any is held. */
+#define GROUP_SWEEP_MS 1000
+static void sweep_groups_locked(void) {
+  for (struct group *g = groups, *next; g; g = next) {
+    next = g->next;
+    if (clonefd_group_empty(g->events)) group_finish_locked(g);
+  }
+}
+
 static void *reaper_main(void *arg) {
   (void)arg;
   struct epoll_event ev[16];
   for (;;) {
-    int n = epoll_wait(epfd, ev, 16, -1);
+    pthread_mutex_lock(&lock);
+    int timeout = groups ? GROUP_SWEEP_MS : -1;
+    pthread_mutex_unlock(&lock);
+    int n = epoll_wait(epfd, ev, 16, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       return NULL; /* unreachable in practice: epfd lives forever */
+    }
+    if (n == 0) {
+      pthread_mutex_lock(&lock);
+      sweep_groups_locked();
+      pthread_mutex_unlock(&lock);
+      continue;
     }
     for (int i = 0; i < n; i++) {
       uint64_t d = ev[i].data.u64;
@@ -49,11 +81,8 @@ static void *reaper_main(void *arg) {
         /* Each group is in the set once, so this is its only event of the
            batch: freeing it here cannot leave a later one dangling. */
         struct group *g = (struct group *)(uintptr_t)(d & ~(uint64_t)1);
-        if (!clonefd_group_empty(g->events)) continue;
-        epoll_ctl(epfd, EPOLL_CTL_DEL, g->events, NULL);
-        group_done(g);
         pthread_mutex_lock(&lock);
-        pending--;
+        if (clonefd_group_empty(g->events)) group_finish_locked(g);
         pthread_mutex_unlock(&lock);
         continue;
       }
@@ -144,8 +173,14 @@ void clonefd_reaper_adopt_group(int dirfd) {
     group_done(g);
     return;
   }
+  g->prev = NULL;
   pthread_mutex_lock(&lock);
   int err = add_locked(events, EPOLLPRI, (uint64_t)(uintptr_t)g | 1);
+  if (err == 0) {
+    g->next = groups;
+    if (groups) groups->prev = g;
+    groups = g;
+  }
   pthread_mutex_unlock(&lock);
   if (err < 0) group_done(g); /* populated: rmdir fails, the group stays (said in the README) */
 }
