@@ -77,6 +77,12 @@ const cleanups: (() => void)[] = [];
 
 beforeAll(() => {
   dir = realpathSync(mkdtempSync(path.join(tmpdir(), 'clonefd-ipc-')));
+  // Written once, here: Node's run and ours go at once, and a rewrite
+  // (truncate, then write) while the other side's sh reads it ran an empty
+  // script (CI: Node's observation hit its deadline).
+  const wrapper = path.join(dir, 'node-wrapper.sh');
+  writeFileSync(wrapper, `#!/bin/sh\nWRAPPED=yes exec ${JSON.stringify(process.execPath)} "$@"\n`);
+  chmodSync(wrapper, 0o755);
 });
 
 afterEach(() => {
@@ -1046,8 +1052,6 @@ describe("'ipc' in stdio, and fork()'s options", () => {
     'fork() options: execArgv, execPath (a wrapper), cwd and env reach the child; spawnfile and spawnargs as Node builds them',
     async (cp) => {
       const wrapper = path.join(dir, 'node-wrapper.sh');
-      writeFileSync(wrapper, `#!/bin/sh\nWRAPPED=yes exec ${JSON.stringify(process.execPath)} "$@"\n`);
-      chmodSync(wrapper, 0o755);
       const c = cp.fork(CHILD, ['info', 'extra arg'], {
         execArgv: ['--no-warnings', '--stack-size=900'],
         execPath: wrapper,
