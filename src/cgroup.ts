@@ -283,6 +283,29 @@ interface Waiter {
  * keeping it alive unless `ref()`); once the group is empty and the child's
  * own exit has been delivered, the totals are read and the group removed.
  */
+/**
+ * Whether `pid` has `signal` (or a SIGKILL: it is dying) pending still, from
+ * /proc/PID/status, blocked or not: a process that blocks every signal
+ * around fork() (perl does) takes it only after the fork, and its new child
+ * never had it. A process gone, a zombie or a stopped process (it cannot
+ * fork) counts as having taken it.
+ */
+function signalPending(pid: number, signal: number): boolean {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return false;
+  }
+  if (/^State:\s*[ZXTt]/m.test(text)) return false;
+  const mask = (key: string): bigint => {
+    const m = new RegExp(`^${key}:\\s*([0-9a-f]+)$`, 'm').exec(text);
+    return m ? BigInt(`0x${m[1]}`) : 0n;
+  };
+  const pending = mask('SigPnd') | mask('ShdPnd');
+  return (pending & ((1n << BigInt(signal - 1)) | (1n << BigInt(SIGKILL - 1)))) !== 0n;
+}
+
 export class ChildCgroup {
   readonly dir: string;
   #events: number;
@@ -371,11 +394,16 @@ export class ChildCgroup {
   #onEvents(): void {
     if (this.#gone) return;
     this.#readEvents();
+    this.#settleWaiters();
+    this.#maybeFinish();
+  }
+
+  /** Resolves the waits for the state cgroup.events says now (whoever read it). */
+  #settleWaiters(): void {
     const ready = this.#waiters.filter((w) => w.frozen === this.#frozen);
     this.#waiters = this.#waiters.filter((w) => w.frozen !== this.#frozen);
     this.#updateRef();
     for (const w of ready) w.resolve();
-    this.#maybeFinish();
   }
 
   #maybeFinish(): void {
@@ -456,39 +484,73 @@ export class ChildCgroup {
   }
 
   /**
-   * kill() with the member list held still: the tree is frozen first (a
-   * frozen process cannot fork, so no member can appear after the last
-   * pass), signalled, then thawed unless it was frozen already; the signal
-   * is taken at the thaw. SIGKILL needs none of that (cgroup.kill). Where
-   * the freeze does not complete within freezeWaitMs (a member in an
-   * uninterruptible sleep holds it off), the passes run on the live tree.
+   * kill() with the member list held still. SIGKILL needs nothing more
+   * (cgroup.kill). Another signal, in rounds: freeze the tree (a frozen
+   * process cannot start a fork), signal every member not signalled yet,
+   * thaw it, then wait until each signalled member has taken the signal (or
+   * is gone), and look again. The wait is what the freeze cannot give: a
+   * member that blocked its signals around fork() (perl does, and the
+   * freezer can stop it right there) keeps the signal pending through the
+   * fork and takes it only after; the new child never had it. Once every
+   * signal is taken no fork begun before it is still in flight, so a round
+   * that finds nobody new ends it. A tree you had frozen stays frozen and
+   * takes the signal at your thaw(); a freeze()/thaw() of yours meanwhile
+   * is left alone. Past waitMs (a member in an uninterruptible sleep, or
+   * one that keeps the signal blocked) the rounds stop waiting.
    * Resolves with the pids signalled (null: cgroup.kill, all of them).
    */
-  async killStill(signal: number, freezeWaitMs = 5000): Promise<Set<number> | null> {
+  async killStill(signal: number, waitMs = 5000): Promise<Set<number> | null> {
     if (this.#gone || signal === SIGKILL) return this.kill(signal);
-    const wasFrozen = this.#frozen;
-    if (!wasFrozen) {
-      try {
-        await withTimeout(this.setFrozen(true), freezeWaitMs);
-      } catch {
-        // Gone, no cgroup.freeze, or superseded by a thaw(): passes below.
+    const deadline = Date.now() + waitMs;
+    const sent = new Set<number>();
+    for (let round = 0; round < 100 && !this.#gone; round++) {
+      const mine = this.#userFreezes;
+      const froze = !this.#frozen;
+      if (froze) {
+        try {
+          await withTimeout(this.setFrozen(true), Math.max(1, deadline - Date.now()));
+        } catch {
+          // Gone, no cgroup.freeze, superseded by your thaw(), or too slow: the live tree.
+        }
       }
+      try {
+        this.#signalMembers(signal, sent);
+      } finally {
+        if (froze && mine === this.#userFreezes && !this.#gone) await this.setFrozen(false).catch(() => {});
+      }
+      // Frozen (yours): the signals wait for your thaw, nothing to wait for.
+      if (this.#frozen || Date.now() >= deadline) break;
+      await this.#untilTaken(signal, sent, deadline);
+      if (!this.members().some((pid) => !sent.has(pid))) return sent;
     }
-    try {
-      return this.kill(signal);
-    } finally {
-      // Also drops a freeze that never completed (superseded).
-      if (!wasFrozen && !this.#gone) this.setFrozen(false).catch(() => {});
+    // Out of time: passes on the tree as it is.
+    this.#signalMembers(signal, sent);
+    return sent;
+  }
+
+  /** Polls until no member in `sent` still has `signal` (or a SIGKILL) pending. */
+  async #untilTaken(signal: number, sent: Set<number>, deadline: number): Promise<void> {
+    for (;;) {
+      const waiting = this.members().some((pid) => sent.has(pid) && signalPending(pid, signal));
+      if (!waiting || Date.now() >= deadline) return;
+      await new Promise((r) => setTimeout(r, 2));
     }
   }
 
-  #signalMembers(signal: number): Set<number> {
+  /** freeze()/thaw() on the caller's behalf (counted: killStill leaves the freezer to a caller who used it meanwhile). */
+  userSetFrozen(on: boolean): Promise<void> {
+    this.#userFreezes++;
+    return this.setFrozen(on);
+  }
+
+  #userFreezes = 0;
+
+  #signalMembers(signal: number, sent = new Set<number>()): Set<number> {
     // Each pass: a pidfd for every member not signalled yet, then the
     // members again: only a process still listed after its pidfd was
     // opened is ours (a pid recycled in between names another process, and
     // the pidfd still names the one that exited). Passes until one finds
     // nobody new: children forked meanwhile are members too.
-    const sent = new Set<number>();
     for (let pass = 0; pass < 1000; pass++) {
       const fresh = this.members().filter((pid) => !sent.has(pid));
       if (fresh.length === 0) break;
@@ -519,7 +581,8 @@ export class ChildCgroup {
     for (const w of superseded) {
       w.reject(codedError(Error, 'ERR_CLONEFD_FREEZE_SUPERSEDED', `${w.frozen ? 'freeze()' : 'thaw()'} of ${this.dir} was superseded by a ${on ? 'freeze()' : 'thaw()'} before cgroup.events said so`));
     }
-    if (this.#frozen === on) return this.#updateRef();
+    // A read here can take the notification a waiter was waiting for.
+    if (this.#frozen === on) return this.#settleWaiters();
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ frozen: on, resolve, reject }));
     this.#updateRef();
     await done;

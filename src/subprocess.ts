@@ -296,8 +296,9 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
    * signal was sent to every member. With a cgroup: SIGKILL through
    * `cgroup.kill`, which reaches every process in the group, `setsid()`
    * daemons and double-forked grandchildren included, and any forked
-   * meanwhile; another signal goes to each member through a pidfd, until a
-   * pass finds no member it has not signalled. Without a cgroup it is
+   * meanwhile; another signal goes to each member through a pidfd, with the
+   * tree frozen, then (thawed) waits until each has taken it and looks again,
+   * until a round finds no member it has not signalled. Without a cgroup it is
    * best-effort: the child, its process group when it leads one (`detached`,
    * or `killMode: 'tree'`), and its descendants found in /proc now; a
    * descendant that left the group and was orphaned is out of reach.
@@ -332,13 +333,13 @@ export class Subprocess extends EventEmitter<SubprocessEvents> {
   /** Pauses every process of the tree (`cgroup.freeze`); resolves once `cgroup.events` says `frozen 1`. Needs `cgroup`. */
   freeze(): Promise<void> {
     if (this.#tree === null) return rejectedQuietly(cgroupRequired('freeze()'));
-    return this.#tree.setFrozen(true);
+    return this.#tree.userSetFrozen(true);
   }
 
   /** Resumes a frozen tree; resolves once `cgroup.events` says `frozen 0`. Needs `cgroup`. */
   thaw(): Promise<void> {
     if (this.#tree === null) return rejectedQuietly(cgroupRequired('thaw()'));
-    return this.#tree.setFrozen(false);
+    return this.#tree.userSetFrozen(false);
   }
 
   /** A running child keeps the event loop alive (the default). */

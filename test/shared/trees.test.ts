@@ -229,13 +229,11 @@ describe.skipIf(missing !== null)('process trees: what a red team found', () => 
     }
   });
 
-  // Skipped, open: CI (dcc6334) saw members survive once under load. A signal
-  // sent while the freezer holds a task skips the kernel's group-fatal fast
-  // path (red team round 2, killtree-sigterm-lost-in-killable-sleep); the fix
-  // (signal before freezing, or resend default-fatal signals after the thaw)
-  // is in the issue's note as work left.
-  it.skip('killTree(SIGTERM) on a tree that is forking leaves nothing (the tree is frozen while it is signalled)', async () => {
-    // A binary fork tree (at most 511 processes), each then sleeping.
+  it('killTree(SIGTERM) on a tree that is forking leaves nothing (frozen while signalled; forks in flight are waited out)', async () => {
+    // A binary fork tree (at most 511 processes), each then sleeping. Perl
+    // blocks every signal around fork(): a member signalled there takes
+    // SIGTERM only after the fork, and its new child never had it (CI saw
+    // such survivors before killTree waited for each signal to be taken).
     const forker = 'for (1..8) { my $p = fork(); last unless defined $p; next if $p == 0; my $q = fork(); next if defined $q && $q == 0; last } sleep 20;';
     for (let i = 0; i < 3; i++) {
       const c = spawn('perl', ['-e', forker], { cgroup: true, stdio: 'ignore' });
@@ -243,12 +241,83 @@ describe.skipIf(missing !== null)('process trees: what a red team found', () => 
       await c.killTree('SIGTERM');
       const r = await Promise.race([c.treeExited.then(() => 'gone'), new Promise((res) => setTimeout(() => res('alive'), 5000))]);
       if (r === 'alive') {
-        const left = readFileSync(path.join(c.cgroup!, 'cgroup.procs'), 'utf8').trim().split('\n').length;
+        const left = readFileSync(path.join(c.cgroup!, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length;
         await c.killTree();
         await c.treeExited;
         expect.fail(`${left} members outlived killTree('SIGTERM')`);
       }
     }
+  });
+
+  it('killTree(SIGTERM): a member that forks with SIGTERM blocked and pending has its child signalled too', async () => {
+    // Blocks SIGTERM, says so, waits until it is pending (killTree sent it),
+    // forks a child (which inherits the mask, not the pending signal),
+    // then unblocks and dies; the child unblocks and would sleep on.
+    const script = [
+      'use POSIX; $|=1;',
+      'my $term = POSIX::SigSet->new(SIGTERM); sigprocmask(SIG_BLOCK, $term);',
+      'print "blocked\\n";',
+      'my $p = POSIX::SigSet->new; do { select(undef,undef,undef,0.005); sigpending($p) } until $p->ismember(SIGTERM);',
+      'my $kid = fork(); die "fork: $!" unless defined $kid;',
+      'if ($kid == 0) { print "$$\\n"; sigprocmask(SIG_UNBLOCK, $term); sleep 20; exit 0 }',
+      'sigprocmask(SIG_UNBLOCK, $term); sleep 20;',
+    ].join(' ');
+    const c = spawn('perl', ['-e', script], { cgroup: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout!.on('data', (d: Buffer) => (out += d));
+    expect(await waitFor(() => out.includes('blocked'), 10_000)).toBe(true);
+    await c.killTree('SIGTERM');
+    // The child was forked (and printed its pid) before killTree resolved:
+    // killTree waited for the parent to take the signal.
+    const kid = Number(out.split('\n')[1]);
+    const r = await Promise.race([c.treeExited.then(() => 'gone'), new Promise((res) => setTimeout(() => res('alive'), 5000))]);
+    if (r === 'alive') {
+      await c.killTree();
+      await c.treeExited;
+    }
+    expect(kid, 'killTree resolved before the parent took SIGTERM (and forked)').toBeGreaterThan(0);
+    expect((await c.exited).signal).toBe('SIGTERM');
+    expect(r, `the child ${kid}, forked with the signal pending in its parent, outlived killTree('SIGTERM')`).toBe('gone');
+  });
+
+  it('two freeze() calls at once both settle (the second one\'s read of cgroup.events does not strand the first)', async () => {
+    const c = spawn('sh', ['-c', 'sleep 30 & sleep 30 & wait'], { cgroup: true, stdio: 'ignore' });
+    expect(await waitFor(() => c.cgroup !== null && readFileSync(path.join(c.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length === 3, 10_000)).toBe(true);
+    const events = path.join(c.cgroup!, 'cgroup.events');
+    /** Blocks the loop until cgroup.events says `state`: the first call's notification is then still unread when the second call reads. */
+    const spinUntil = (state: string) => {
+      const until = Date.now() + 5000;
+      while (!readFileSync(events, 'utf8').includes(state) && Date.now() < until);
+    };
+    for (let i = 0; i < 5; i++) {
+      const first = c.freeze();
+      spinUntil('frozen 1');
+      const both = Promise.all([first, c.freeze()]).then(() => 'settled');
+      expect(await Promise.race([both, new Promise((r) => setTimeout(() => r('pending'), 2000))])).toBe('settled');
+      const firstThaw = c.thaw();
+      spinUntil('frozen 0');
+      const thawed = Promise.all([firstThaw, c.thaw()]).then(() => 'settled');
+      expect(await Promise.race([thawed, new Promise((r) => setTimeout(() => r('pending'), 2000))])).toBe('settled');
+    }
+    await c.killTree();
+    await c.treeExited;
+  });
+
+  it('a freeze() made while killTree(SIGTERM) runs is kept (killTree does not thaw over it)', async () => {
+    // SIGTERM ignored throughout: nothing dies, the freezer state is all there is to see.
+    const c = spawn('sh', ['-c', 'trap "" TERM; sleep 30 & sleep 30 & wait'], { cgroup: true, stdio: 'ignore' });
+    expect(await waitFor(() => c.cgroup !== null && readFileSync(path.join(c.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length === 3, 10_000)).toBe(true);
+    const killing = c.killTree('SIGTERM');
+    const frozen = c.freeze();
+    await killing;
+    await expect(frozen).resolves.toBeUndefined();
+    // Whatever killTree did after the freeze() began, the tree is still frozen.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 1/);
+    await c.thaw();
+    expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 0/);
+    await c.killTree();
+    await c.treeExited;
   });
 
   it('a freeze() superseded by a thaw() settles (ERR_CLONEFD_FREEZE_SUPERSEDED unless it had completed); a freeze() of a tree that ends rejects', async () => {
