@@ -68,6 +68,28 @@ describe('the helper as subreaper', () => {
     expect(await waitFor(() => zombieChildren().length === 0, 10_000)).toBe(true);
   });
 
+  it('orphans whose SIGCHLD merged into an own child\'s are reaped too (SIGCHLD does not queue)', async () => {
+    // The helper is stopped while first its own child exits, then the
+    // orphans do: all their SIGCHLDs make one pending signal, whose
+    // siginfo names the own child. That one alone would not start a scan.
+    const helper = binding.helperPid();
+    expect(helper).toBeGreaterThan(0);
+    const orphans = (await Promise.all(Array.from({ length: 10 }, () => orphanPids('(exec sleep 2 >/dev/null) & echo $!')))).flat();
+    expect(orphans).toHaveLength(10);
+    const own = spawn('sleep', ['0.2'], { engine: 'helper', stdio: 'ignore' });
+    process.kill(helper, 'SIGSTOP');
+    try {
+      expect(await waitFor(() => stat(own.pid)?.state === 'Z', 10_000)).toBe(true);
+      // The premise: the own child's SIGCHLD came first.
+      expect(orphans.map((pid) => stat(pid)?.state)).not.toContain('Z');
+      expect(await waitFor(() => orphans.every((pid) => stat(pid)?.state === 'Z'), 10_000)).toBe(true);
+    } finally {
+      process.kill(helper, 'SIGCONT');
+    }
+    expect((await own.exited).signal).toBeNull();
+    expect(await waitFor(() => orphans.every((pid) => stat(pid) === null), 5_000), `left: ${JSON.stringify(orphans.map((pid) => [pid, stat(pid)]).filter(([, st]) => st !== null))}`).toBe(true);
+  });
+
   it('a child whose zombie a ptracer holds does not stop the helper: other spawns and exits go on; its record comes once the tracer lets go', async () => {
     // The child's own grandchild PTRACE_SEIZEs it, never waits for it, and
     // exits after 2 s; the child exits 3 meanwhile.
