@@ -57,18 +57,52 @@ static void sweep_groups_locked(void) {
   }
 }
 
+/* Exited children whose zombie a tracer holds (the pidfd is readable, the
+   reap is not possible yet): out of the epoll set (it is level-triggered:
+   it would spin), tried again every DEFER_RETRY_MS. The thread's alone. */
+#define DEFER_RETRY_MS 200
+static int *deferred;
+static size_t ndeferred, deferred_cap;
+
+/* 1: reaped (or not ours any more), 0: not yet. */
+static int try_reap(int fd) {
+  siginfo_t si;
+  si.si_pid = 0;
+  long r = sys_waitid_pidfd(fd, &si, WEXITED | WNOHANG | __WALL, NULL);
+  return !(r == 0 && si.si_pid == 0);
+}
+
+static void reaped(int fd) {
+  close(fd);
+  pthread_mutex_lock(&lock);
+  pending--;
+  pthread_mutex_unlock(&lock);
+}
+
+static void retry_deferred(void) {
+  for (size_t i = 0; i < ndeferred;) {
+    if (try_reap(deferred[i])) {
+      reaped(deferred[i]);
+      deferred[i] = deferred[--ndeferred];
+    } else {
+      i++;
+    }
+  }
+}
+
 static void *reaper_main(void *arg) {
   (void)arg;
   struct epoll_event ev[16];
   for (;;) {
     pthread_mutex_lock(&lock);
-    int timeout = groups ? GROUP_SWEEP_MS : -1;
+    int timeout = ndeferred > 0 ? DEFER_RETRY_MS : groups ? GROUP_SWEEP_MS : -1;
     pthread_mutex_unlock(&lock);
     int n = epoll_wait(epfd, ev, 16, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       return NULL; /* unreachable in practice: epfd lives forever */
     }
+    if (ndeferred > 0) retry_deferred();
     if (n == 0) {
       pthread_mutex_lock(&lock);
       sweep_groups_locked();
@@ -87,17 +121,21 @@ static void *reaper_main(void *arg) {
         continue;
       }
       int fd = (int)(d >> 1);
-      siginfo_t si;
-      si.si_pid = 0;
-      long r = sys_waitid_pidfd(fd, &si, WEXITED | WNOHANG | __WALL, NULL);
-      /* WNOHANG with si_pid 0: readable but not reapable yet (cannot happen
-         for an exited child; keep polling rather than guess). */
-      if (r == 0 && si.si_pid == 0) continue;
+      if (!try_reap(fd)) {
+        /* Readable but not reapable: a tracer holds the zombie. */
+        if (ndeferred == deferred_cap) {
+          size_t cap = deferred_cap ? deferred_cap * 2 : 16;
+          int *grown = realloc(deferred, cap * sizeof *deferred);
+          if (grown == NULL) continue; /* stays in the set: polled again */
+          deferred = grown;
+          deferred_cap = cap;
+        }
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+        deferred[ndeferred++] = fd;
+        continue;
+      }
       epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-      close(fd);
-      pthread_mutex_lock(&lock);
-      pending--;
-      pthread_mutex_unlock(&lock);
+      reaped(fd);
     }
   }
 }

@@ -51,6 +51,8 @@ struct Watch {
   int fd = -1;                 // kChild: private pidfd, closed at the reap or given to the reaper;
                                // kFd: the watched fd, owned, closed with the watch
   uv_poll_t* poll = nullptr;   // heap; freed only in its close callback
+  uv_poll_cb cb = nullptr;     // what poll calls (PollLater starts it again)
+  bool deferred = false;       // kChild: poll stopped until EnvState::retry fires (PollLater)
   napi_ref callback = nullptr; // strong while watched: its owner lives until then
   bool js_owned = true;
   bool closed_by_teardown = false;
@@ -82,8 +84,11 @@ struct EnvState {
   std::unordered_set<std::string> notify_paths;
   // Children's cgroups made here and not yet removed by JavaScript (fds.cc).
   std::unordered_set<std::string> group_paths;
+  // Made on first use: polls again the watches PollLater stopped (heap;
+  // freed in its close callback, at teardown).
+  uv_timer_t* retry = nullptr;
   napi_async_cleanup_hook_handle cleanup = nullptr;
-  int closing = 0;  // watches still closing after teardown began
+  int closing = 0;  // handles still closing after teardown began
 };
 
 // ---- env.cc ----------------------------------------------------------------
@@ -109,6 +114,13 @@ napi_value WatchOwnedFd(napi_env env, int fd, napi_value callback, uv_poll_cb cb
 Watch* UnwrapWatch(napi_env env, napi_value v);
 // Stops polling and closes the uv handle (and, for kFd, the fd). Idempotent.
 void StopWatching(Watch* w);
+// The watch's fd is ready but what it is ready for cannot happen yet (a
+// child's zombie a tracer holds: uv_poll is level-triggered, so polling on
+// would spin): stops the poll and starts it again kRetryMs later.
+void PollLater(Watch* w);
+// After ref(): the retry timer keeps the loop alive while a stopped
+// watch that is ref'd waits on it.
+void UpdateRetryRef(EnvState* s);
 // Drops what keeps the JavaScript owner alive. Safe during teardown.
 void ReleaseJs(Watch* w);
 // Calls the watch's callback from a uv callback in a fresh handle scope

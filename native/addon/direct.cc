@@ -49,7 +49,11 @@ void OnChildReadable(uv_poll_t* handle, int status, int events) {
   (void)events;
   Watch* w = static_cast<Watch*>(handle->data);
   clonefd_record rec;
-  if (ReapAndStop(w, &rec) == -EAGAIN) return;
+  if (ReapAndStop(w, &rec) == -EAGAIN) {
+    // Exited, but a tracer holds the zombie until it waits or detaches.
+    PollLater(w);
+    return;
+  }
   // The child is reaped either way; JavaScript hears of it only if the
   // environment can still run it.
   napi_env env = w->state->env;
@@ -146,7 +150,11 @@ napi_value Reap(napi_env env, napi_callback_info info) {
   if (n < 0) return Number(env, -errno);
   if (n == 0) return Number(env, -EAGAIN);
   clonefd_record rec;
-  if (ReapAndStop(w, &rec) == -EAGAIN) return Number(env, -EAGAIN);
+  int r;
+  // Readable, and still EAGAIN: a tracer holds the zombie. Blocking means
+  // until it lets go.
+  while ((r = ReapAndStop(w, &rec)) == -EAGAIN && block) poll(nullptr, 0, 10);
+  if (r == -EAGAIN) return Number(env, -EAGAIN);
   ReleaseJs(w);
   return RecordValue(env, rec);
 }
@@ -172,6 +180,7 @@ napi_value Ref(napi_env env, napi_callback_info info) {
   if (h && !uv_is_closing(h)) {
     if (on) uv_ref(h);
     else uv_unref(h);
+    if (w->deferred) UpdateRetryRef(w->state);
   }
   return nullptr;
 }

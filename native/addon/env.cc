@@ -58,6 +58,13 @@ void OnPollClosed(uv_handle_t* handle) {
   MaybeFree(w);
 }
 
+void OnRetryClosed(uv_handle_t* handle) {
+  EnvState* s = static_cast<EnvState*>(handle->data);
+  delete reinterpret_cast<uv_timer_t*>(handle);
+  s->retry = nullptr;
+  if (--s->closing == 0) FinishTeardown(s);
+}
+
 // No JavaScript runs from here on. Children still running are handed to
 // the process-wide reaper, so none is left a zombie; the helper engine's
 // sockets close (the helper then kills this environment's killWithParent
@@ -86,6 +93,10 @@ void OnEnvTeardown(napi_async_cleanup_hook_handle handle, void* arg) {
     if (fstat(entry.first, &st) == 0 && st.st_dev == entry.second.dev && st.st_ino == entry.second.ino) {
       close(entry.first);
     }
+  }
+  if (s->retry) {
+    s->closing++;
+    uv_close(reinterpret_cast<uv_handle_t*>(s->retry), OnRetryClosed);
   }
   s->user_fds.clear();
   RemoveNotifyPaths(s);
@@ -126,6 +137,7 @@ Watch* StartWatch(EnvState* s, WatchKind kind, int fd, pid_t pid, uv_poll_cb cb,
   w->state = s;
   w->fd = fd;
   w->pid = pid;
+  w->cb = cb;
   w->poll = new uv_poll_t();
   w->poll->data = w;
   int r = uv_poll_init(s->loop, w->poll, fd);
@@ -200,6 +212,45 @@ void StopWatching(Watch* w) {
     Unlink(w);
     uv_close(reinterpret_cast<uv_handle_t*>(w->poll), OnPollClosed);
   }
+}
+
+namespace {
+
+constexpr uint64_t kRetryMs = 200;
+
+void OnRetry(uv_timer_t* timer) {
+  EnvState* s = static_cast<EnvState*>(timer->data);
+  // Linked watches only: a stopped (closing) one is out of the list.
+  for (Watch* w = s->watched; w; w = w->next) {
+    if (!w->deferred) continue;
+    w->deferred = false;
+    if (w->poll && !uv_is_closing(reinterpret_cast<uv_handle_t*>(w->poll))) uv_poll_start(w->poll, UV_READABLE, w->cb);
+  }
+}
+
+}  // namespace
+
+void UpdateRetryRef(EnvState* s) {
+  if (s->retry == nullptr) return;
+  bool wanted = false;
+  for (Watch* w = s->watched; w && !wanted; w = w->next)
+    wanted = w->deferred && w->poll && uv_has_ref(reinterpret_cast<uv_handle_t*>(w->poll));
+  if (wanted) uv_ref(reinterpret_cast<uv_handle_t*>(s->retry));
+  else uv_unref(reinterpret_cast<uv_handle_t*>(s->retry));
+}
+
+void PollLater(Watch* w) {
+  EnvState* s = w->state;
+  if (s == nullptr || w->poll == nullptr || uv_is_closing(reinterpret_cast<uv_handle_t*>(w->poll))) return;
+  if (s->retry == nullptr) {
+    s->retry = new uv_timer_t();
+    uv_timer_init(s->loop, s->retry);  // cannot fail
+    s->retry->data = s;
+  }
+  uv_poll_stop(w->poll);
+  w->deferred = true;
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(s->retry))) uv_timer_start(s->retry, OnRetry, kRetryMs, 0);
+  UpdateRetryRef(s);
 }
 
 void ReleaseJs(Watch* w) {

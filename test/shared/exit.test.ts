@@ -165,3 +165,66 @@ describe('environments that stop running JavaScript', () => {
     }
   });
 });
+
+// The child's grandchild PTRACE_SEIZEs it and never waits for it, so the
+// child's zombie is held (its pidfd readable, no reap possible) until the
+// tracer exits after `holdS`; the child exits 3 right after the seize.
+const TRACED = (holdS: number) => [
+  'import os, ctypes, time',
+  'libc = ctypes.CDLL(None, use_errno=True)',
+  'r, w = os.pipe()',
+  'me = os.getpid()',
+  'g = os.fork()',
+  'if g == 0:',
+  '    os.close(r)',
+  '    if libc.ptrace(0x4206, me, None, None) != 0: os._exit(1)',
+  '    os.write(w, b"x"); os.close(w)',
+  `    time.sleep(${holdS})`,
+  '    os._exit(0)',
+  'os.close(w)',
+  'libc.prctl(0x59616d61, g, 0, 0, 0)',
+  'os.read(r, 1)',
+  'os._exit(3)',
+].join('\n');
+
+describe('a child whose zombie a tracer holds', () => {
+  it('its exit comes, exact, once the tracer lets go, and nothing spins meanwhile (the readable pidfd is not polled on)', async () => {
+    const t0 = Date.now();
+    const cpu0 = process.cpuUsage();
+    const info = await spawn('python3', ['-c', TRACED(2)], { stdio: 'ignore' }).exited;
+    const wall = Date.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    expect(info.code).toBe(CLD_EXITED);
+    expect(info.status).toBe(3);
+    expect(wall).toBeGreaterThanOrEqual(1500);
+    // Spinning on the pidfd took all of one CPU (~100% of wall time).
+    expect((cpu.user + cpu.system) / 1000 / wall, `CPU ${(cpu.user + cpu.system) / 1000} ms in ${wall} ms`).toBeLessThan(0.4);
+  });
+
+  it('handed over at a worker\'s exit, it is waited for without spinning either (the reaper thread)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const lib = JSON.stringify(path.resolve(__dirname, '..', '..'));
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(\`
+        const { spawn } = require(${lib.replace(/\\/g, '\\\\')});
+        const { parentPort } = require('node:worker_threads');
+        const c = spawn('python3', ['-c', ${JSON.stringify(TRACED(3)).replace(/\\/g, '\\\\')}], { stdio: 'ignore' });
+        parentPort.postMessage(c.pid);
+        setInterval(() => {}, 1000);
+      \`, { eval: true });
+      w.once('message', async (pid) => {
+        await new Promise((r) => setTimeout(r, 700)); // exited by now; its tracer holds it
+        await w.terminate();
+        const cpu0 = process.cpuUsage();
+        const t0 = Date.now();
+        while (Date.now() - t0 < 1500) await new Promise((r) => setTimeout(r, 100));
+        const cpu = process.cpuUsage(cpu0);
+        console.log(JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000, wallMs: Date.now() - t0 }));
+      });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const { cpuMs, wallMs } = JSON.parse(r.stdout);
+    expect(cpuMs / wallMs, `CPU ${cpuMs} ms in ${wallMs} ms`).toBeLessThan(0.4);
+  });
+});
