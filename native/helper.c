@@ -866,6 +866,32 @@ static void on_events(struct client *c, uint32_t events) {
   if ((events & EPOLLOUT) && flush_queue(c, &c->ev) == 0) rewatch(c);
 }
 
+/* A SPAWN request whose environment went away before we got to it: its
+   fds are closed, and the child's cgroup, which Node made for it (still
+   empty: nothing was cloned into it), is removed here, since nobody else
+   will (Node may have been SIGKILLed). */
+static void drop_request(const unsigned char *msg, ssize_t n, int *fds, int nfds) {
+  struct clonefd_msg_header h;
+  if (n >= (ssize_t)sizeof h && clonefd_msg_header_read(msg, (size_t)n, &h) == 0 && h.type == CLONEFD_MSG_SPAWN) {
+    struct clonefd_spawn spec;
+    memset(&spec, 0, sizeof spec);
+    if (clonefd_spawn_decode(msg + sizeof h, (size_t)n - sizeof h, fds, nfds, &spec) == 0 && spec.cgroup_fd >= 0)
+      clonefd_group_remove(spec.cgroup_fd);
+    clonefd_spawn_free(&spec);
+  }
+  close_fds(fds, nfds);
+}
+
+/* The client hung up: every request it left unread is dropped. */
+static void drop_unread(struct client *c) {
+  for (int budget = 0; budget < 4096; budget++) {
+    int fds[CLONEFD_MAX_FDS], nfds, trunc;
+    ssize_t n = recv_msg(c->req.fd, inbuf, sizeof inbuf, fds, &nfds, &trunc);
+    if (n <= 0) return;
+    drop_request(inbuf, n, fds, nfds);
+  }
+}
+
 static void on_client(struct client *c, uint32_t events) {
   if (c->dead) return;
   if ((events & EPOLLOUT) && flush_queue(c, &c->req) == 0 && !c->dead) rewatch(c);
@@ -904,7 +930,8 @@ static void on_client(struct client *c, uint32_t events) {
     if (poll(&hup, 1, 0) == 1 && (hup.revents & (POLLHUP | POLLRDHUP))) {
       /* The environment gave up on this request (and on us) before we got
          to it: nobody would learn of the child. */
-      close_fds(fds, nfds);
+      drop_request(inbuf, n, fds, nfds);
+      drop_unread(c);
       client_gone(c);
       return;
     }

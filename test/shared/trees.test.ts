@@ -3,8 +3,8 @@
 // and clone path (the legacy clone() path joins the group from the child
 // instead of CLONE_INTO_CGROUP). Real processes and real groups; skipped
 // only where this machine has no writable cgroup v2 hierarchy.
-import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn as cpSpawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -267,17 +267,53 @@ describe.skipIf(missing !== null)('process trees: what a red team found', () => 
     c.stdout!.on('data', (d: Buffer) => (out += d));
     expect(await waitFor(() => out.includes('blocked'), 10_000)).toBe(true);
     await c.killTree('SIGTERM');
-    // The child was forked (and printed its pid) before killTree resolved:
-    // killTree waited for the parent to take the signal.
-    const kid = Number(out.split('\n')[1]);
     const r = await Promise.race([c.treeExited.then(() => 'gone'), new Promise((res) => setTimeout(() => res('alive'), 5000))]);
     if (r === 'alive') {
       await c.killTree();
       await c.treeExited;
     }
-    expect(kid, 'killTree resolved before the parent took SIGTERM (and forked)').toBeGreaterThan(0);
+    // The premise: the child was forked (it printed its pid).
+    expect(await waitFor(() => out.split('\n').length >= 3, 5_000), `output: ${JSON.stringify(out)}`).toBe(true);
+    const kid = Number(out.split('\n')[1]);
+    expect(kid).toBeGreaterThan(0);
     expect((await c.exited).signal).toBe('SIGTERM');
     expect(r, `the child ${kid}, forked with the signal pending in its parent, outlived killTree('SIGTERM')`).toBe('gone');
+  });
+
+  it('Node SIGKILLed while the helper has not yet read its cgroup spawn: the helper removes the group Node made', async () => {
+    const libDir = path.resolve(__dirname, '..', '..', 'lib');
+    // Starts the helper, says its pid, and on a line from stdin asks for a cgroup spawn.
+    const script = `
+      const { spawn } = require(${JSON.stringify(path.join(libDir, 'index.js'))});
+      const { binding } = require(${JSON.stringify(path.join(libDir, 'binding.js'))});
+      spawn('/bin/true', [], { stdio: 'ignore' }).exited.then(() => {
+        process.stdout.write(binding.helperPid() + '\\n');
+        process.stdin.once('data', () => spawn('/bin/true', [], { cgroup: true, stdio: 'ignore' }));
+      });`;
+    const node = cpSpawn(process.execPath, ['-e', script], { env: { ...process.env, CLONEFD_ENGINE: 'helper' }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const gone = new Promise((r) => node.once('exit', r));
+    let out = '';
+    node.stdout!.on('data', (d: Buffer) => (out += d));
+    const groupsOf = () => readdirSync(ownCgroupDir()).filter((n) => n.startsWith(`clonefd-${node.pid}-`));
+    let helper = 0;
+    try {
+      expect(await waitFor(() => out.includes('\n'), 10_000)).toBe(true);
+      helper = Number(out.trim());
+      expect(helper).toBeGreaterThan(0);
+      process.kill(helper, 'SIGSTOP');
+      node.stdin!.write('go\n');
+      // The group is made before the request is sent; the stopped helper has not read it.
+      expect(await waitFor(() => groupsOf().length === 1, 10_000)).toBe(true);
+      node.kill('SIGKILL');
+      await gone;
+    } finally {
+      if (helper > 0) process.kill(helper, 'SIGCONT');
+      node.kill('SIGKILL');
+    }
+    const removed = await waitFor(() => groupsOf().length === 0, 5_000);
+    for (const g of groupsOf()) rmdirSync(path.join(ownCgroupDir(), g));
+    expect(removed, 'the group of the spawn nobody answered').toBe(true);
+    expect(await waitFor(() => !alive(helper), 5_000), 'the helper leaves').toBe(true);
   });
 
   it('two freeze() calls at once both settle (the second one\'s read of cgroup.events does not strand the first)', async () => {
