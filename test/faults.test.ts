@@ -7,12 +7,12 @@
 // of Node). No environment variable selects the legacy path: the fallback
 // must find it alone.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLD_EXITED, CLD_KILLED, clonefd, spawn, type ClonefdHandle, type Subprocess } from '../src/index';
-import { fdDiff, liveChildren, openFds, sleep, waitFor, zombieChildren } from './helpers';
+import { fdDiff, liveChildren, openFds, procStat, sleep, waitFor, zombieChildren } from './helpers';
 
 const LIB = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'));
 const CP = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'child_process.js'));
@@ -215,21 +215,12 @@ describe('no pidfds at all', () => {
 
 // --- The helper, hurt mid-flight --------------------------------------
 
-function statOf(pid: number): { comm: string; state: string; ppid: number } | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), state: rest[0], ppid: Number(rest[1]) };
-  } catch {
-    return undefined;
-  }
-}
 
 /** The helper: this process's child whose comm is clonefd-helper (0 if none). */
 function helperPid(): number {
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    const s = statOf(Number(name));
+    const s = procStat(Number(name));
     if (s && s.ppid === process.pid && s.comm === 'clonefd-helper') return Number(name);
   }
   return 0;
@@ -297,7 +288,7 @@ describe('the helper hurt while children are outstanding', () => {
 
   async function expectClean(): Promise<void> {
     // The children are gone (reaped by whoever their parent is now) and no fd of ours is left open.
-    const ok = await waitFor(() => zombieChildren().length === 0 && liveChildren().filter((p) => statOf(p)?.comm !== 'clonefd-helper').length === 0, 15_000);
+    const ok = await waitFor(() => zombieChildren().length === 0 && liveChildren().filter((p) => procStat(p)?.comm !== 'clonefd-helper').length === 0, 15_000);
     expect(ok, `children left: ${liveChildren()} zombies: ${zombieChildren()}`).toBe(true);
     // A new helper may have replaced the old one: compare what is not the helper's socket.
     const fdsOk = await waitFor(() => openFds().size <= baseline.size, 10_000);
@@ -310,9 +301,9 @@ describe('the helper hurt while children are outstanding', () => {
     const h = helperPid();
     expect(h).toBeGreaterThan(0);
     const pids = [...o.long, ...o.short.map((s) => s.p)].map((p) => p.pid);
-    for (const pid of pids) expect(statOf(pid)?.ppid).toBe(h);
+    for (const pid of pids) expect(procStat(pid)?.ppid).toBe(h);
     process.kill(h, 'SIGKILL');
-    await waitFor(() => statOf(h) === undefined || statOf(h)!.state === 'Z', 5_000);
+    await waitFor(() => procStat(h) === null || procStat(h)!.state === 'Z', 5_000);
     await expectAllSettle(o);
     await expectNewSpawnsWork();
     const h2 = helperPid();
@@ -326,7 +317,7 @@ describe('the helper hurt while children are outstanding', () => {
     const h = helperPid();
     process.kill(h, 'SIGSTOP');
     try {
-      await waitFor(() => statOf(h)?.state === 'T', 5_000);
+      await waitFor(() => procStat(h)?.state === 'T', 5_000);
       // The children exit (and are killed) while their reaper is stopped.
       for (const p of o.long) expect(p.kill('SIGTERM')).toBe(true);
       await sleep(800);

@@ -26,7 +26,7 @@ import {
   type ClonefdHandle,
   type Subprocess,
 } from '../src/index';
-import { collect, fdCount, fdFlags, openFds, probe, procStatus, sleep, useLeakCheck, waitFor, zombieChildren, macrotask } from './helpers';
+import { collect, fdCount, fdFlags, openFds, probe, procStat, procStatus, sleep, useLeakCheck, waitFor, zombieChildren, macrotask } from './helpers';
 
 const LIB = path.resolve(__dirname, '..', 'lib', 'index.js');
 const BINDING = path.resolve(__dirname, '..', 'lib', 'binding.js');
@@ -38,26 +38,16 @@ function procExists(pid: number): boolean {
   return existsSync(`/proc/${pid}`);
 }
 
-/** [state, ppid] of `pid`, or null when it is gone. */
-function procState(pid: number): { state: string; ppid: number } | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: rest[0], ppid: Number(rest[1]) };
-  } catch {
-    return null;
-  }
-}
 
 /** Exists and is not a zombie. */
 function isRunning(pid: number): boolean {
-  const s = procState(pid);
+  const s = procStat(pid);
   return s !== null && s.state !== 'Z';
 }
 
 /** Running (not a zombie) and a child of `parent`. */
 function runningChildOf(pid: number, parent: number): boolean {
-  const s = procState(pid);
+  const s = procStat(pid);
   return s !== null && s.state !== 'Z' && s.ppid === parent;
 }
 
@@ -73,7 +63,7 @@ function comm(pid: number): string | null {
 function killSleepByPid(pid: number): boolean {
   try {
     if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep\0')) return false;
-    if (procState(pid)?.state === 'Z') return false;
+    if (procStat(pid)?.state === 'Z') return false;
     process.kill(pid, 'SIGKILL');
     return true;
   } catch {
@@ -588,7 +578,7 @@ describe('worker threads', () => {
       for (const pid of plain) expect(killSleepByPid(pid), `kill ${pid}`).toBe(true);
       let sawZombie = 0;
       const plainGone = await waitFor(() => {
-        for (const pid of plain) if (procState(pid)?.state === 'Z') sawZombie++;
+        for (const pid of plain) if (procStat(pid)?.state === 'Z') sawZombie++;
         return plain.every((pid) => !procExists(pid));
       }, 5_000);
       expect(plain.filter(procExists), `plain children left (zombie sightings: ${sawZombie})`).toEqual([]);
@@ -745,7 +735,7 @@ describe('the helper process', () => {
     const hp = binding.helperPid();
     expect(hp).toBeGreaterThan(0);
     expect(comm(hp)).toBe('clonefd-helper\n');
-    expect(procState(hp)).toEqual({ state: expect.not.stringMatching(/^Z$/), ppid: process.pid });
+    expect(procStat(hp)).toEqual({ comm: 'clonefd-helper', state: expect.not.stringMatching(/^Z$/), ppid: process.pid });
     for (const fd of [0, 1, 2]) expect(readlinkSync(`/proc/${hp}/fd/${fd}`), `helper fd ${fd}`).toBe('/dev/null');
     const ignored = BigInt(`0x${procStatus(hp, 'SigIgn')}`);
     for (const sig of [1, 2, 3, 13, 20, 21, 22]) expect((ignored >> BigInt(sig - 1)) & 1n, `signal ${sig} ignored by the helper`).toBe(1n);
@@ -768,7 +758,7 @@ describe('the helper process', () => {
     expect(hp).not.toBe(binding.helperPid()); // that process had its own helper
     // Its child still runs (it sleeps 1 s; Node took ${after - at} ms to exit), and is still the helper's.
     const childRuns = runningChildOf(child, hp);
-    const helperState = procState(hp);
+    const helperState = procStat(hp);
     const helperComm = comm(hp);
     if (after - at < 800) {
       expect(childRuns, `sleep ${child} still runs under helper ${hp} after Node exited (${after - at} ms)`).toBe(true);
@@ -780,13 +770,13 @@ describe('the helper process', () => {
     // The child is reaped (by the helper: gone, not a zombie of anyone for long) ...
     let childZombieSightings = 0;
     const childGone = await waitFor(() => {
-      if (procState(child)?.state === 'Z') childZombieSightings++;
+      if (procStat(child)?.state === 'Z') childZombieSightings++;
       return !procExists(child);
     }, 15_000);
     expect(childGone, `sleep ${child} reaped (zombie sightings: ${childZombieSightings})`).toBe(true);
     // ... and then the helper is gone too (orphans are reaped lazily here: long deadline).
     const helperGone = await waitFor(() => !procExists(hp) || comm(hp) !== 'clonefd-helper\n', 15_000);
-    expect(helperGone, `helper ${hp} gone: ${JSON.stringify(procState(hp))}`).toBe(true);
+    expect(helperGone, `helper ${hp} gone: ${JSON.stringify(procStat(hp))}`).toBe(true);
   });
 
   it('SIGKILL of the helper mid-flight: every handle settles, a raw read gets EOF without a record, new spawns start a new helper', async () => {
@@ -806,7 +796,7 @@ describe('the helper process', () => {
 
       process.kill(hp, 'SIGKILL');
       // Dead, and reaped by this process's reaper thread (not left a zombie).
-      expect(await waitFor(() => !procExists(hp), 10_000), `old helper ${hp} reaped: ${JSON.stringify(procState(hp))}`).toBe(true);
+      expect(await waitFor(() => !procExists(hp), 10_000), `old helper ${hp} reaped: ${JSON.stringify(procStat(hp))}`).toBe(true);
 
       // The documented failure mode: the record pipe lost its only writer.
       // A raw read(2) gets EOF with no record, even though the child still runs.

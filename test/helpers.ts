@@ -7,6 +7,19 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { binding } from '../src/binding';
 import { spawn } from '../src/index';
 
+/** `/proc/PID/stat`'s name, state and parent, or null once the process is gone (reaped). */
+export function procStat(pid: number | string): { comm: string; state: string; ppid: number } | null {
+  let s: string;
+  try {
+    s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The name may hold spaces and parentheses: the fields start after the last ')'.
+  const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), state: rest[0], ppid: Number(rest[1]) };
+}
+
 /** Pids of this process's children that are zombies (state Z), the clonefd helper's included. */
 export function zombieChildren(parent = process.pid): number[] {
   const out: number[] = [];
@@ -14,14 +27,8 @@ export function zombieChildren(parent = process.pid): number[] {
   if (helper > 0 && parent === process.pid) out.push(...zombieChildren(helper));
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (rest[0] === 'Z' && Number(rest[1]) === parent) out.push(Number(name));
+    const st = procStat(name); // null: exited meanwhile
+    if (st?.state === 'Z' && st.ppid === parent) out.push(Number(name));
   }
   return out;
 }
@@ -33,13 +40,8 @@ export function liveChildren(parent = process.pid): number[] {
   if (helper > 0 && parent === process.pid) out.push(...liveChildren(helper));
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (rest[0] !== 'Z' && Number(rest[1]) === parent && Number(name) !== helper) out.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
+    const st = procStat(name);
+    if (st && st.state !== 'Z' && st.ppid === parent && Number(name) !== helper) out.push(Number(name));
   }
   return out;
 }

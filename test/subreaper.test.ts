@@ -4,24 +4,14 @@
 // reaps it when it exits, without ever taking the exit of one of its own
 // children (those are reaped through their pidfds, with their records).
 import { spawnSync as cpSpawnSync, spawn as cpSpawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { binding } from '../src/binding';
 import { spawn } from '../src/index';
-import { collect, useLeakCheck, waitFor, zombieChildren } from './helpers';
+import { collect, procStat, useLeakCheck, waitFor, zombieChildren } from './helpers';
 
 const lib = path.resolve(__dirname, '..', 'lib', 'index.js');
 
-function stat(pid: number): { state: string; ppid: number } | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0], ppid: Number(f[1]) };
-  } catch {
-    return null; // gone: reaped
-  }
-}
 
 /** Spawns `sh -c script` with the helper engine and returns the pids it prints. */
 async function orphanPids(script: string): Promise<number[]> {
@@ -41,17 +31,17 @@ describe('the helper as subreaper', () => {
     expect(pids).toHaveLength(10);
     const helper = binding.helperPid();
     expect(helper).toBeGreaterThan(0);
-    for (const pid of pids) expect(stat(pid)?.ppid, `orphan ${pid}`).toBe(helper);
+    for (const pid of pids) expect(procStat(pid)?.ppid, `orphan ${pid}`).toBe(helper);
     // Reaped: gone from /proc altogether, not left as zombies.
-    expect(await waitFor(() => pids.every((pid) => stat(pid) === null), 10_000), `left: ${JSON.stringify(pids.map(stat))}`).toBe(true);
+    expect(await waitFor(() => pids.every((pid) => procStat(pid) === null), 10_000), `left: ${JSON.stringify(pids.map(procStat))}`).toBe(true);
     expect(zombieChildren()).toEqual([]);
   });
 
   it('a double-forked, setsid daemon is the helper\'s too; killed by pid, it is reaped', async () => {
     const [daemon] = await orphanPids('(setsid sh -c \'echo $$; exec sleep 60 >/dev/null\' &)');
-    expect(stat(daemon)?.ppid).toBe(binding.helperPid());
+    expect(procStat(daemon)?.ppid).toBe(binding.helperPid());
     process.kill(daemon, 'SIGKILL');
-    expect(await waitFor(() => stat(daemon) === null, 10_000), `daemon ${daemon}: ${JSON.stringify(stat(daemon))}`).toBe(true);
+    expect(await waitFor(() => procStat(daemon) === null, 10_000), `daemon ${daemon}: ${JSON.stringify(procStat(daemon))}`).toBe(true);
   });
 
   it('own children keep their records while their orphans die around them', async () => {
@@ -79,15 +69,15 @@ describe('the helper as subreaper', () => {
     const own = spawn('sleep', ['0.2'], { engine: 'helper', stdio: 'ignore' });
     process.kill(helper, 'SIGSTOP');
     try {
-      expect(await waitFor(() => stat(own.pid)?.state === 'Z', 10_000)).toBe(true);
+      expect(await waitFor(() => procStat(own.pid)?.state === 'Z', 10_000)).toBe(true);
       // The premise: the own child's SIGCHLD came first.
-      expect(orphans.map((pid) => stat(pid)?.state)).not.toContain('Z');
-      expect(await waitFor(() => orphans.every((pid) => stat(pid)?.state === 'Z'), 10_000)).toBe(true);
+      expect(orphans.map((pid) => procStat(pid)?.state)).not.toContain('Z');
+      expect(await waitFor(() => orphans.every((pid) => procStat(pid)?.state === 'Z'), 10_000)).toBe(true);
     } finally {
       process.kill(helper, 'SIGCONT');
     }
     expect((await own.exited).signal).toBeNull();
-    expect(await waitFor(() => orphans.every((pid) => stat(pid) === null), 5_000), `left: ${JSON.stringify(orphans.map((pid) => [pid, stat(pid)]).filter(([, st]) => st !== null))}`).toBe(true);
+    expect(await waitFor(() => orphans.every((pid) => procStat(pid) === null), 5_000), `left: ${JSON.stringify(orphans.map((pid) => [pid, procStat(pid)]).filter(([, st]) => st !== null))}`).toBe(true);
   });
 
   it('a child whose zombie a ptracer holds does not stop the helper: other spawns and exits go on; its record comes once the tracer lets go', async () => {
@@ -137,8 +127,8 @@ describe('the helper as subreaper', () => {
     const [helper, orphan] = line.trim().split(' ').map(Number);
     expect(orphan).toBeGreaterThan(0);
     try {
-      expect(await waitFor(() => stat(helper) === null || stat(helper)?.state === 'Z', 10_000), 'the helper stayed for an orphan').toBe(true);
-      const after = stat(orphan);
+      expect(await waitFor(() => procStat(helper) === null || procStat(helper)?.state === 'Z', 10_000), 'the helper stayed for an orphan').toBe(true);
+      const after = procStat(orphan);
       expect(after?.state).not.toBe('Z');
       expect(after?.ppid).not.toBe(helper);
     } finally {
