@@ -1,6 +1,7 @@
 /* See cgroup.h. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,15 @@ static void remove_subgroups(int dirfd, int depth) {
     unlinkat(dirfd, names + off, AT_REMOVEDIR);
   }
   free(names);
+}
+
+void clonefd_group_thaw(int dirfd) {
+  int fd = openat(dirfd, "cgroup.freeze", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n;
+  do n = write(fd, "0", 1);
+  while (n < 0 && errno == EINTR);
+  close(fd);
 }
 
 void clonefd_group_remove(int dirfd) {

@@ -452,14 +452,17 @@ static void add_tree(int dirfd, struct client *c, int kill_with_parent) {
   prune_handed(4);
 }
 
-/* The client is gone: its killWithParent trees are killed whole; every
-   tree of it is removed here once empty. */
+/* The client is gone: its killWithParent trees are killed whole; the
+   others are thawed (a freeze of its, by freeze() or a killTree() cut
+   short, would never be undone); every tree of it is removed here once
+   empty. */
 static void trees_orphaned(struct client *c) {
   for (struct tree *t = trees, *next; t; t = next) {
     next = t->next;
     if (t->client != c) continue;
     t->client = NULL;
     if (t->kill_with_parent) kill_cgroup(t->dir);
+    else clonefd_group_thaw(t->dir);
     if (tree_empty(t)) free_tree(t, 1);
   }
   handed_orphaned(c);
@@ -467,9 +470,14 @@ static void trees_orphaned(struct client *c) {
 
 /* ---- clients ------------------------------------------------------------ */
 
+static void drop_unread(struct client *c);
+
 static void client_gone(struct client *c) {
   if (c->dead) return;
   c->dead = 1;
+  /* Whichever way we learnt of it (its request socket, its event socket,
+     a failed send), what it sent and we did not read goes here. */
+  drop_unread(c);
   epoll_ctl(epfd, EPOLL_CTL_DEL, c->req.fd, NULL);
   epoll_ctl(epfd, EPOLL_CTL_DEL, c->ev.fd, NULL);
   close(c->req.fd);
@@ -765,8 +773,10 @@ static void on_exit_ready(struct child *ch) {
    That peek walks all our children in the kernel (~140 ns each: 0.5 ms
    with 4,000), so it is not made for every SIGCHLD: our own children's
    exit signal is SIGCHLD too (exec resets it). A SIGCHLD's sender
-   (ssi_pid) is looked at alone instead (waitid P_PID finds it without the
-   walk): a zombie that is none of our children is reaped there. The scan
+   (ssi_pid) is looked at alone instead, after the epoll batch (waitid
+   P_PID looks the pid up without the walk since Linux 5.14, do_wait_pid;
+   before, it walks too): a zombie that is none of our children is reaped
+   there. The scan
    comes ORPHAN_SCAN_MS after a SIGCHLD, once for all that came meanwhile,
    because SIGCHLD does not queue: an orphan that exits while another
    SIGCHLD is pending has no siginfo of its own. */
@@ -814,12 +824,26 @@ static void reap_sender(pid_t pid) {
   waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | __WALL);
 }
 
+/* The senders of this batch's SIGCHLDs, looked at after the batch: by then
+   the batch's pidfd reaps are done, and an own child's pid finds no zombie
+   (ECHILD) instead of a walk of the children list. */
+static pid_t senders[64];
+static size_t nsenders;
+
 static void on_sigchld(void) {
   struct signalfd_siginfo info[16];
   ssize_t n;
-  while ((n = read(sigchld_fd, info, sizeof info)) > 0)
-    for (size_t i = 0; i < (size_t)n / sizeof info[0]; i++) reap_sender((pid_t)info[i].ssi_pid);
+  while ((n = read(sigchld_fd, info, sizeof info)) > 0) {
+    for (size_t i = 0; i < (size_t)n / sizeof info[0]; i++) {
+      if (nsenders < sizeof senders / sizeof senders[0]) senders[nsenders++] = (pid_t)info[i].ssi_pid;
+      else orphans_pending = 1; /* more than we keep: a scan finds them */
+    }
+  }
   if (orphan_scan_due_ms == 0) orphan_scan_due_ms = now_ms() + ORPHAN_SCAN_MS;
+}
+
+static void reap_senders(void) {
+  while (nsenders > 0) reap_sender(senders[--nsenders]);
 }
 
 /* epoll_wait's timeout: the soonest of what is waiting for time. */
@@ -920,20 +944,19 @@ static void on_client(struct client *c, uint32_t events) {
       reply_spawned(c, h.id, 0, EPROTO, CLONEFD_STAGE_NONE, -1);
       continue;
     }
-    if (!control_open) {
-      /* Replaced (Node's credentials changed): spawn nothing more. */
-      close_fds(fds, nfds);
-      reply_spawned(c, h.id, 0, ESTALE, CLONEFD_STAGE_NONE, -1);
-      continue;
-    }
     struct pollfd hup = {c->req.fd, POLLRDHUP, 0};
     if (poll(&hup, 1, 0) == 1 && (hup.revents & (POLLHUP | POLLRDHUP))) {
       /* The environment gave up on this request (and on us) before we got
          to it: nobody would learn of the child. */
       drop_request(inbuf, n, fds, nfds);
-      drop_unread(c);
-      client_gone(c);
+      client_gone(c); /* drops the rest unread */
       return;
+    }
+    if (!control_open) {
+      /* Replaced (Node's credentials changed): spawn nothing more. */
+      close_fds(fds, nfds);
+      reply_spawned(c, h.id, 0, ESTALE, CLONEFD_STAGE_NONE, -1);
+      continue;
     }
     handle_spawn(c, h.id, inbuf + sizeof h, (size_t)n - sizeof h, fds, nfds);
   }
@@ -1003,6 +1026,7 @@ int main(void) {
     }
     if (ndeferred > 0) retry_deferred();
     if (ntrees > 0) sweep_trees();
+    reap_senders();
     if (orphan_scan_due_ms != 0 && now_ms() >= orphan_scan_due_ms) orphans_pending = 1;
     if (orphans_pending) reap_orphans();
     while (ngraveyard > 0) free(graveyard[--ngraveyard]);

@@ -193,6 +193,9 @@ int clonefd_reaper_adopt(int pidfd) {
 }
 
 void clonefd_reaper_adopt_group(int dirfd) {
+  /* Its environment is gone: a freeze of its (a freeze() or a killTree()
+     cut short) would never be undone. */
+  clonefd_group_thaw(dirfd);
   struct group *g = malloc(sizeof *g);
   int events = openat(dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
   if (!g || events < 0) {

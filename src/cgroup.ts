@@ -443,6 +443,13 @@ export class ChildCgroup {
    */
   abandon(waitMs = 0): void {
     if (this.#gone) return;
+    // Nobody is left to thaw it: a freeze (a freeze(), or a killTree() cut
+    // short by the exit) would hold the tree for ever.
+    try {
+      writeControl(path.join(this.dir, 'cgroup.freeze'), '0');
+    } catch {
+      // no cgroup.freeze, or gone: nothing to undo
+    }
     const deadline = Date.now() + waitMs;
     const nap = new Int32Array(new SharedArrayBuffer(4));
     for (;;) {
@@ -503,12 +510,15 @@ export class ChildCgroup {
     if (this.#gone || signal === SIGKILL) return this.kill(signal);
     const deadline = Date.now() + waitMs;
     const sent = new Set<number>();
-    for (let round = 0; round < 100 && !this.#gone; round++) {
+    const left = () => Math.max(1, deadline - Date.now());
+    for (let round = 0; round < 100 && !this.#gone && Date.now() < deadline; round++) {
       const mine = this.#userFreezes;
-      const froze = !this.#frozen;
+      // What was last asked of cgroup.freeze, not what cgroup.events says
+      // yet: a freeze() of yours still on its way is yours too.
+      const froze = !this.#wantFrozen;
       if (froze) {
         try {
-          await withTimeout(this.setFrozen(true), Math.max(1, deadline - Date.now()));
+          await withTimeout(this.setFrozen(true), left());
         } catch {
           // Gone, no cgroup.freeze, superseded by your thaw(), or too slow: the live tree.
         }
@@ -516,10 +526,10 @@ export class ChildCgroup {
       try {
         this.#signalMembers(signal, sent);
       } finally {
-        if (froze && mine === this.#userFreezes && !this.#gone) await this.setFrozen(false).catch(() => {});
+        if (froze && mine === this.#userFreezes && !this.#gone) await withTimeout(this.setFrozen(false), left()).catch(() => {});
       }
       // Frozen (yours): the signals wait for your thaw, nothing to wait for.
-      if (this.#frozen || Date.now() >= deadline) break;
+      if (this.#wantFrozen || Date.now() >= deadline) break;
       await this.#untilTaken(signal, sent, deadline);
       if (!this.members().some((pid) => !sent.has(pid))) return sent;
     }
@@ -530,10 +540,16 @@ export class ChildCgroup {
 
   /** Polls until no member in `sent` still has `signal` (or a SIGKILL) pending. */
   async #untilTaken(signal: number, sent: Set<number>, deadline: number): Promise<void> {
+    // Only those still pending are looked at again (a pid that left the
+    // tree is done, whatever its number names now).
+    let waiting = this.members().filter((pid) => sent.has(pid));
     for (;;) {
-      const waiting = this.members().some((pid) => sent.has(pid) && signalPending(pid, signal));
-      if (!waiting || Date.now() >= deadline) return;
-      await new Promise((r) => setTimeout(r, 2));
+      const t0 = Date.now();
+      const now = new Set(this.members());
+      waiting = waiting.filter((pid) => now.has(pid) && signalPending(pid, signal));
+      if (waiting.length === 0 || Date.now() >= deadline) return;
+      // A large tree's look takes a while: the loop gets at least as long again.
+      await new Promise((r) => setTimeout(r, Math.max(5, Date.now() - t0)));
     }
   }
 
@@ -544,6 +560,8 @@ export class ChildCgroup {
   }
 
   #userFreezes = 0;
+  /** What was last written to cgroup.freeze. */
+  #wantFrozen = false;
 
   #signalMembers(signal: number, sent = new Set<number>()): Set<number> {
     // Each pass: a pidfd for every member not signalled yet, then the
@@ -574,6 +592,7 @@ export class ChildCgroup {
     } catch (err) {
       throw new SystemError(errnoOf(err) || EACCES, 'write', { path: path.join(this.dir, 'cgroup.freeze') });
     }
+    this.#wantFrozen = on;
     this.#readEvents();
     // The other way's waiters will not see their state come: superseded.
     const superseded = this.#waiters.filter((w) => w.frozen !== on);

@@ -27,7 +27,7 @@ describe('the helper as subreaper', () => {
   it('orphans of helper children are reparented to the helper (not to PID 1) and reaped when they exit', async () => {
     // Each shell backgrounds a sleeper and exits at once: the sleeper's
     // parent is gone while it still runs.
-    const pids = await orphanPids('for i in 1 2 3 4 5 6 7 8 9 10; do (exec sleep 0.4 >/dev/null) & echo $!; done');
+    const pids = await orphanPids('for i in 1 2 3 4 5 6 7 8 9 10; do (exec sleep 2 >/dev/null) & echo $!; done');
     expect(pids).toHaveLength(10);
     const helper = binding.helperPid();
     expect(helper).toBeGreaterThan(0);
@@ -88,6 +88,8 @@ describe('the helper as subreaper', () => {
       'libc = ctypes.CDLL(None, use_errno=True)',
       'r, w = os.pipe()',
       'me = os.getpid()',
+      // Yama (ptrace_scope 1): any process may trace us, set before the fork so the seize cannot come first.
+      'libc.prctl(0x59616d61, ctypes.c_ulong(2**64 - 1), 0, 0, 0)',
       'g = os.fork()',
       'if g == 0:',
       '    os.close(r)',
@@ -96,8 +98,7 @@ describe('the helper as subreaper', () => {
       '    time.sleep(2)',
       '    os._exit(0)',
       'os.close(w)',
-      'libc.prctl(0x59616d61, g, 0, 0, 0)',
-      'os.read(r, 1)',
+          'os.read(r, 1)',
       'os._exit(3)',
     ].join('\n');
     const traced = spawn('python3', ['-c', py], { engine: 'helper', stdio: 'ignore' });

@@ -211,6 +211,8 @@ void StopWatching(Watch* w) {
   if (w->poll && !uv_is_closing(reinterpret_cast<uv_handle_t*>(w->poll))) {
     Unlink(w);
     uv_close(reinterpret_cast<uv_handle_t*>(w->poll), OnPollClosed);
+    // The retry timer no longer keeps the loop alive for it.
+    if (w->deferred && w->state) UpdateRetryRef(w->state);
   }
 }
 
@@ -224,8 +226,14 @@ void OnRetry(uv_timer_t* timer) {
   for (Watch* w = s->watched; w; w = w->next) {
     if (!w->deferred) continue;
     w->deferred = false;
-    if (w->poll && !uv_is_closing(reinterpret_cast<uv_handle_t*>(w->poll))) uv_poll_start(w->poll, UV_READABLE, w->cb);
+    if (w->poll && !uv_is_closing(reinterpret_cast<uv_handle_t*>(w->poll)) &&
+        uv_poll_start(w->poll, UV_READABLE, w->cb) != 0)
+      w->deferred = true;  // not polled: left to the next round
   }
+  bool again = false;
+  for (Watch* w = s->watched; w && !again; w = w->next) again = w->deferred;
+  if (again) uv_timer_start(timer, OnRetry, kRetryMs, 0);
+  UpdateRetryRef(s);
 }
 
 }  // namespace

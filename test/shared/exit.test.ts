@@ -174,6 +174,8 @@ const TRACED = (holdS: number) => [
   'libc = ctypes.CDLL(None, use_errno=True)',
   'r, w = os.pipe()',
   'me = os.getpid()',
+  // Yama (ptrace_scope 1): any process may trace us, set before the fork so the seize cannot come first.
+  'libc.prctl(0x59616d61, ctypes.c_ulong(2**64 - 1), 0, 0, 0)',
   'g = os.fork()',
   'if g == 0:',
   '    os.close(r)',
@@ -182,7 +184,6 @@ const TRACED = (holdS: number) => [
   `    time.sleep(${holdS})`,
   '    os._exit(0)',
   'os.close(w)',
-  'libc.prctl(0x59616d61, g, 0, 0, 0)',
   'os.read(r, 1)',
   'os._exit(3)',
 ].join('\n');

@@ -4,13 +4,13 @@
 // instead of CLONE_INTO_CGROUP). Real processes and real groups; skipped
 // only where this machine has no writable cgroup v2 hierarchy.
 import { spawn as cpSpawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, type Subprocess } from '../../src/index';
 import { ownCgroupDir } from '../../src/cgroup';
-import { collect, procStatus, useLeakCheck, waitFor } from '../helpers';
+import { collect, procStat, procStatus, useLeakCheck, waitFor } from '../helpers';
 
 function cgroupSupport(): string | null {
   try {
@@ -302,8 +302,13 @@ describe.skipIf(missing !== null)('process trees: what a red team found', () => 
       expect(helper).toBeGreaterThan(0);
       process.kill(helper, 'SIGSTOP');
       node.stdin!.write('go\n');
-      // The group is made before the request is sent; the stopped helper has not read it.
-      expect(await waitFor(() => groupsOf().length === 1, 10_000)).toBe(true);
+      // The group is made before the request is sent; the spawn then sleeps
+      // for the stopped helper's answer (main thread in S, twice in a row:
+      // past the send, which does not sleep).
+      const sleeping = () => procStat(`${node.pid}/task/${node.pid}`)?.state === 'S';
+      expect(await waitFor(() => groupsOf().length === 1 && sleeping(), 10_000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await waitFor(() => sleeping(), 10_000)).toBe(true);
       node.kill('SIGKILL');
       await gone;
     } finally {
@@ -314,6 +319,47 @@ describe.skipIf(missing !== null)('process trees: what a red team found', () => 
     for (const g of groupsOf()) rmdirSync(path.join(ownCgroupDir(), g));
     expect(removed, 'the group of the spawn nobody answered').toBe(true);
     expect(await waitFor(() => !alive(helper), 5_000), 'the helper leaves').toBe(true);
+  });
+
+  it('a process that exits (or a worker that is terminated) in the middle of killTree(SIGTERM) does not leave its tree frozen', async () => {
+    const lib = path.resolve(__dirname, '..', '..', 'lib', 'index.js');
+    // The tree ignores SIGTERM: all there is to see is the freezer state.
+    const body = `
+      const { spawn } = require(${JSON.stringify(lib)});
+      const c = spawn('sh', ['-c', 'trap "" TERM; sleep 30 & sleep 30 & wait'], { cgroup: true, stdio: 'ignore' });
+      setTimeout(() => { report(c.cgroup); c.killTree('SIGTERM'); end(); }, 300);`;
+    const scripts = {
+      exit: `const report = (g) => require('fs').writeSync(1, g + '\\n'); const end = () => process.exit(0); ${body}`,
+      terminate: `
+        const { Worker } = require('node:worker_threads');
+        const w = new Worker(${JSON.stringify(`const { parentPort } = require('node:worker_threads'); const report = (g) => parentPort.postMessage(g); const end = () => {}; ${body}`)}, { eval: true });
+        w.once('message', (g) => { require('fs').writeSync(1, g + '\\n'); w.terminate(); });`,
+    };
+    for (const [how, script] of Object.entries(scripts)) {
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, `${how}: ${r.stderr}`).toBe(0);
+      const group = r.stdout.trim();
+      expect(group, how).toMatch(/clonefd-/);
+      try {
+        expect(await waitFor(() => readFileSync(path.join(group, 'cgroup.events'), 'utf8').includes('frozen 0'), 5_000), `${how}: the tree stayed frozen`).toBe(true);
+        // Not frozen for a moment only: the members run.
+        await new Promise((res) => setTimeout(res, 200));
+        expect(readFileSync(path.join(group, 'cgroup.events'), 'utf8'), how).toMatch(/frozen 0/);
+      } finally {
+        writeFileSync(path.join(group, 'cgroup.freeze'), '0');
+        writeFileSync(path.join(group, 'cgroup.kill'), '1');
+      }
+      // Its owner gone, the group is removed by the helper. With the direct
+      // engine the process has exited too (after its worker): nobody holds
+      // a group with members left (README: it stays).
+      const held = process.env.CLONEFD_ENGINE !== 'direct';
+      const removed = await waitFor(() => !existsSync(group), held ? 5_000 : 500);
+      if (!removed) {
+        expect(await waitFor(() => readFileSync(path.join(group, 'cgroup.events'), 'utf8').includes('populated 0'), 5_000)).toBe(true);
+        rmdirSync(group);
+      }
+      expect(removed || !held, `${how}: ${group} left`).toBe(true);
+    }
   });
 
   it('two freeze() calls at once both settle (the second one\'s read of cgroup.events does not strand the first)', async () => {
@@ -339,19 +385,23 @@ describe.skipIf(missing !== null)('process trees: what a red team found', () => 
     await c.treeExited;
   });
 
-  it('a freeze() made while killTree(SIGTERM) runs is kept (killTree does not thaw over it)', async () => {
+  it('a freeze() made just before or while killTree(SIGTERM) runs is kept (killTree does not thaw over it)', async () => {
     // SIGTERM ignored throughout: nothing dies, the freezer state is all there is to see.
     const c = spawn('sh', ['-c', 'trap "" TERM; sleep 30 & sleep 30 & wait'], { cgroup: true, stdio: 'ignore' });
     expect(await waitFor(() => c.cgroup !== null && readFileSync(path.join(c.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length === 3, 10_000)).toBe(true);
-    const killing = c.killTree('SIGTERM');
-    const frozen = c.freeze();
-    await killing;
-    await expect(frozen).resolves.toBeUndefined();
-    // Whatever killTree did after the freeze() began, the tree is still frozen.
-    await new Promise((r) => setTimeout(r, 50));
-    expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 1/);
-    await c.thaw();
-    expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 0/);
+    // Both orders: freeze() first (still on its way when killTree looks), and killTree first.
+    for (const freezeFirst of [true, false, true, false]) {
+      const frozen = freezeFirst ? c.freeze() : null;
+      const killing = c.killTree('SIGTERM');
+      const later = frozen ?? c.freeze();
+      await killing;
+      await expect(later).resolves.toBeUndefined();
+      // Whatever killTree did after the freeze() began, the tree is still frozen.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8'), `freeze() ${freezeFirst ? 'before' : 'after'} killTree`).toMatch(/frozen 1/);
+      await c.thaw();
+      expect(readFileSync(path.join(c.cgroup!, 'cgroup.events'), 'utf8')).toMatch(/frozen 0/);
+    }
     await c.killTree();
     await c.treeExited;
   });
