@@ -381,6 +381,79 @@ async function workers() {
   assert.equal(binding.reaperPending(), pendingBefore, 'the reaper reaped the orphans');
 }
 
+// A child whose zombie its grandchild holds as ptracer for `holdS` seconds
+// (the pidfd readable, no reap possible): exits 3.
+const TRACED = (holdS) => [
+  'import os, ctypes, time',
+  'libc = ctypes.CDLL(None, use_errno=True)',
+  'r, w = os.pipe()',
+  'me = os.getpid()',
+  'libc.prctl(0x59616d61, ctypes.c_ulong(2**64 - 1), 0, 0, 0)',
+  'g = os.fork()',
+  'if g == 0:',
+  '    os.close(r)',
+  '    if libc.ptrace(0x4206, me, None, None) != 0: os._exit(1)',
+  '    os.write(w, b"x"); os.close(w)',
+  `    time.sleep(${holdS})`,
+  '    os._exit(0)',
+  'os.close(w)',
+  'os.read(r, 1)',
+  'os._exit(3)',
+].join('\n');
+
+/** Held zombies (the deferred reap, its retry timer, a teardown with it armed) and cgroup trees (freeze, killTree, the thaw when the owner goes). */
+async function heldAndTrees() {
+  step('held zombies and cgroup trees');
+  const pendingBefore = binding.reaperPending();
+  for (const engine of ENGINES) {
+    const info = await spawn('python3', ['-c', TRACED(0.5)], { engine, stdio: 'ignore' }).exited;
+    assert.equal(info.status, 3, `${engine}: the held child's status`);
+  }
+  // A worker torn down while its direct child's reap waits on the retry timer.
+  const w = new Worker(
+    `const { spawn } = require(${JSON.stringify(LIB)});
+     spawn('python3', ['-c', ${JSON.stringify(TRACED(1))}], { engine: 'direct', stdio: 'ignore' });
+     setTimeout(() => require('node:worker_threads').parentPort.postMessage('held'), 400);`,
+    { eval: true },
+  );
+  await new Promise((r) => w.once('message', r));
+  await w.terminate();
+  let deadline = Date.now() + 8000;
+  while (binding.reaperPending() > pendingBefore && Date.now() < deadline) await sleep(20);
+  assert.equal(binding.reaperPending(), pendingBefore, 'the reaper reaped the held child');
+  for (const engine of ENGINES) {
+    let c;
+    try {
+      c = spawn('sh', ['-c', 'trap "" TERM; sleep 5 & sleep 5 & wait'], { engine, cgroup: true, stdio: 'ignore' });
+    } catch (e) {
+      if (e.code === 'ERR_CLONEFD_CGROUP_UNAVAILABLE') return;
+      throw e;
+    }
+    await sleep(100);
+    await c.freeze();
+    await c.killTree('SIGTERM');
+    await c.thaw();
+    await c.killTree();
+    await c.treeExited;
+  }
+  // A worker terminated with its tree frozen: the tree is thawed and removed once killed.
+  const tw = new Worker(
+    `const { spawn } = require(${JSON.stringify(LIB)});
+     const c = spawn('sh', ['-c', 'sleep 5 & wait'], { engine: 'direct', cgroup: true, stdio: 'ignore' });
+     setTimeout(() => c.freeze().then(() => require('node:worker_threads').parentPort.postMessage(c.cgroup)), 100);`,
+    { eval: true },
+  );
+  const group = await new Promise((r) => tw.once('message', r));
+  await tw.terminate();
+  deadline = Date.now() + 5000;
+  while (!fs.readFileSync(path.join(group, 'cgroup.events'), 'utf8').includes('frozen 0') && Date.now() < deadline) await sleep(20);
+  assert.match(fs.readFileSync(path.join(group, 'cgroup.events'), 'utf8'), /frozen 0/, 'the orphaned tree is thawed');
+  fs.writeFileSync(path.join(group, 'cgroup.kill'), '1');
+  deadline = Date.now() + 5000;
+  while (fs.existsSync(group) && Date.now() < deadline) await sleep(20);
+  assert.ok(!fs.existsSync(group), 'the reaper thread removed the orphaned group');
+}
+
 /** The helper SIGKILLed with children outstanding; a new generation afterwards. */
 async function helperKilled() {
   const rounds = TINY ? 1 : 3 * SCALE;
@@ -441,6 +514,7 @@ async function main() {
     await dropin(engine);
   }
   await workers();
+  if (!VALGRIND) await heldAndTrees(); // python and cgroups; valgrind lacks pidfd_send_signal for killTree
   await helperKilled();
   // The helper that serves the rest of the run must be the one built beside the addon.
   await spawn('/bin/true', [], { stdio: 'ignore' }).exited;
