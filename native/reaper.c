@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -126,7 +127,12 @@ static void *reaper_main(void *arg) {
         if (ndeferred == deferred_cap) {
           size_t cap = deferred_cap ? deferred_cap * 2 : 16;
           int *grown = realloc(deferred, cap * sizeof *deferred);
-          if (grown == NULL) continue; /* stays in the set: polled again */
+          if (grown == NULL) {
+            /* Stays in the set, polled again: slowed down, not a spin. */
+            struct timespec nap = {0, 10 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+            continue;
+          }
           deferred = grown;
           deferred_cap = cap;
         }
