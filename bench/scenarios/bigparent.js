@@ -76,6 +76,7 @@ async function run(ctx) {
   const c = ctx.counts;
   const sizes = [];
   const leftoverChildren = [];
+  const floorUs = {}; // the C floor's median, by kind's run
   for (const kind of c.kinds) {
     const mibs = [0, ...c.sizes];
     const workers = {};
@@ -97,6 +98,13 @@ async function run(ctx) {
           contenders[key] = { block: async (n) => (await workers[mib].request({ op: 'spawn', name, n })).samples };
         }
       }
+      // The C floor beside them (its own small process: parent memory is
+      // not its cost): node's time over it is the most any spawner could
+      // be faster than node at that size on this machine.
+      if (ctx.floor.bin) {
+        contenders['C floor'] = { block: (n) => lib.runFloor(ctx.floor.bin, n).map((us) => ({ us })) };
+        perRound['C floor'] = c.perRound;
+      }
       const s = await lib.interleave(contenders, { rounds: c.rounds, perRound, warmup: c.warmup });
       for (const mib of mibs) {
         const at = (name, m = mib) => s[`${name} @ ${m}`].us;
@@ -108,8 +116,10 @@ async function run(ctx) {
           medianUs: Object.fromEntries(CONTENDERS.map((n) => [n, lib.round(lib.roundMedian(at(n)))])),
           speedupVsNode: Object.fromEntries(ENGINES.map((n) => [n, lib.round(lib.pairedRatio(at('node'), at(n)), 2)])),
           ratioToZero: Object.fromEntries(ENGINES.map((n) => [n, lib.round(lib.pairedRatio(at(n), at(n, 0)), 2)])),
+          floorVsNode: s['C floor'] ? lib.round(lib.pairedRatio(at('node'), s['C floor'].us), 2) : null,
         });
       }
+      if (s['C floor']) floorUs[kind] = lib.round(lib.roundMedian(s['C floor'].us));
     } finally {
       const closed = await Promise.allSettled(Object.values(workers).map((w) => w.close()));
       for (const r of closed) if (r.status === 'fulfilled') leftoverChildren.push(...r.value.leftoverChildren);
@@ -120,30 +130,32 @@ async function run(ctx) {
   const targets = [];
   for (const s of sizes) {
     for (const n of ENGINES) {
-      if (s.mib === 1024) targets.push(lib.target(`${n} at 1 GiB of ${s.kind} vs node`, s.speedupVsNode[n], '>=', 30));
+      if (s.mib === 1024) targets.push(lib.target(`${n} at 1 GiB of ${s.kind} vs node`, s.speedupVsNode[n], '>=', 30, s.floorVsNode ?? undefined));
       if (s.mib === 4096) targets.push(lib.target(`${n} at 4 GiB of ${s.kind} to ${n} at 0`, s.ratioToZero[n], '<=', 1.15));
     }
   }
   const medians = {};
   for (const s of sizes) for (const n of CONTENDERS) medians[`${n} @ ${s.kind} ${s.mib} MiB`] = s.medianUs[n];
-  return { rounds: c.rounds, sizes, medians, targets, leftoverChildren };
+  for (const [kind, us] of Object.entries(floorUs)) medians[`C floor @ ${kind} run`] = us;
+  return { rounds: c.rounds, floor: ctx.floor.unavailable ? `floor unavailable: ${ctx.floor.unavailable}` : 'measured', sizes, medians, targets, leftoverChildren };
 }
 
 function print(r) {
   console.log(`/bin/true one after another while the parent holds memory (a worker process per size), ${r.rounds} interleaved rounds`);
   console.log('');
   lib.printTable(
-    ['parent holds', 'RSS MiB', 'helper µs', 'direct µs', 'node µs (n)', 'helper vs node', 'direct vs node', 'helper to 0', 'direct to 0'],
+    ['parent holds', 'RSS MiB', 'helper µs', 'direct µs', 'node µs (n)', 'helper vs node', 'direct vs node', 'C floor vs node', 'helper to 0', 'direct to 0'],
     r.sizes.map((s) => [
       s.mib === 0 ? `nothing (${s.kind} run)` : `${s.mib} MiB ${s.kind}`, s.rssMiB,
       lib.num(s.medianUs.helper), lib.num(s.medianUs.direct), `${lib.num(s.medianUs.node)} (${s.spawns.node})`,
-      lib.x(s.speedupVsNode.helper, 1), lib.x(s.speedupVsNode.direct, 1),
+      lib.x(s.speedupVsNode.helper, 1), lib.x(s.speedupVsNode.direct, 1), s.floorVsNode === null ? '' : lib.x(s.floorVsNode, 1),
       lib.x(s.ratioToZero.helper), lib.x(s.ratioToZero.direct),
     ]),
   );
-  console.log('  (n: node\'s spawns, fewer at big sizes; "to 0": this engine\'s time over its time in the worker holding nothing, block by block)');
+  console.log('  (n: node\'s spawns, fewer at big sizes; "to 0": this engine\'s time over its time in the worker holding nothing, block by block;');
+  console.log(`   "C floor vs node": node's time over the C floor's, the most any spawner could gain at that size${r.floor === 'measured' ? '' : `; ${r.floor}`})`);
   lib.printTargets(r.targets);
 }
 
 if (require.main === module) lib.workerMain(worker);
-module.exports = { name: 'bigparent', title: 'Big parent', counts, run, print };
+module.exports = { name: 'bigparent', title: 'Big parent', counts, usesFloor: true, run, print };

@@ -42,4 +42,4 @@ function print(r) {
     [['C floor', lib.num(r.medians['C floor'], 1), lib.num(r.p10Us, 1), lib.num(r.p90Us, 1), lib.x(r.roundSpread)]]);
 }
 
-module.exports = { name: 'floor', title: 'C floor', counts, run, print };
+module.exports = { name: 'floor', usesFloor: true, title: 'C floor', counts, run, print };

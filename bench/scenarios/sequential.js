@@ -98,4 +98,4 @@ function print(r) {
   lib.printTargets(r.targets);
 }
 
-module.exports = { name: 'sequential', title: 'Sequential spawns', counts, run, print };
+module.exports = { name: 'sequential', usesFloor: true, title: 'Sequential spawns', counts, run, print };
