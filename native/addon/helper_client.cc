@@ -330,22 +330,24 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
     if (n == 0) timed_out();
     else if (n < 0) r = n;
   }
-  if (r == 0 && !exec_report.eof) {
-    // The helper answered and hung up while the child is still before its
-    // exec (it holds the pipe until then): its outcome is still ours to hear.
+  // The child holds the exec pipe until its exec or exit, so this ends;
+  // the deadline was the helper's, and the helper is done.
+  auto wait_exec_eof = [&]() -> int {
     struct pollfd p = {exec[0], POLLIN, 0};
-    while (r == 0 && !exec_report.eof) {
+    while (!exec_report.eof) {
       int n = clonefd_wait(&p, 1, -1, nullptr);
-      if (n < 0) r = n;
-      else exec_report.ReadAvailable(exec[0]);
+      if (n < 0) return n;
+      exec_report.ReadAvailable(exec[0]);
     }
-  }
+    return 0;
+  };
+  // The helper answered and hung up while the child is still before its
+  // exec: its outcome is still ours to hear.
+  if (r == 0) r = wait_exec_eof();
   if (r == -ECONNRESET) {
-    // The helper went away before it answered. A child it made holds the
-    // exec pipe until its exec or exit, and wrote its pid first: wait for
-    // that, so JavaScript can stop an orphan nobody else knows of.
-    struct pollfd p = {exec[0], POLLIN, 0};
-    while (!exec_report.eof && clonefd_wait(&p, 1, -1, nullptr) > 0) exec_report.ReadAvailable(exec[0]);
+    // The helper went away before it answered. A child it made wrote its
+    // pid first: JavaScript must stop an orphan nobody else knows of.
+    wait_exec_eof();
     out[kOutPid] = exec_report.pid();
   }
   close(exec[0]);
