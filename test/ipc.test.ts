@@ -305,6 +305,18 @@ const messagesOf = (ev: Event[]) => ev.filter((e) => e[0] === 'message').map((e)
 /** The event names, messages folded to 'message'. */
 const namesOf = (ev: Event[]) => ev.map((e) => e[0]);
 /**
+ * A child whose channel ends because it exits: 'disconnect' (the channel's
+ * EOF) and 'exit' race in Node itself (CI saw Node's own child give 'exit'
+ * first), so either order, both after 'spawn' and before 'close'.
+ */
+function expectChannelEndsWithExit(names: unknown[]): void {
+  expect(names).toHaveLength(4);
+  expect(names[0]).toBe('spawn');
+  expect(names[3]).toBe('close');
+  expect(names.slice(1, 3).map(String).sort()).toEqual(['disconnect', 'exit']);
+}
+
+/**
  * The same events with that race's two in one order ('disconnect' before
  * 'exit'), so Node's observation and ours compare equal whichever came
  * first in each; expectChannelEndsWithExit still checks what they are.
@@ -316,18 +328,6 @@ function foldExitRace<T>(events: T[]): T[] {
     if (name(out[i]) === 'exit' && name(out[i + 1]) === 'disconnect') [out[i], out[i + 1]] = [out[i + 1], out[i]];
   }
   return out;
-}
-
-/**
- * A child whose channel ends because it exits: 'disconnect' (the channel's
- * EOF) and 'exit' race in Node itself (CI saw Node's own child give 'exit'
- * first), so either order, both after 'spawn' and before 'close'.
- */
-function expectChannelEndsWithExit(names: unknown[]): void {
-  expect(names).toHaveLength(4);
-  expect(names[0]).toBe('spawn');
-  expect(names[3]).toBe('close');
-  expect(names.slice(1, 3).map(String).sort()).toEqual(['disconnect', 'exit']);
 }
 
 function forkChild(cp: CP, args: string[] = [], options: node.ForkOptions = {}): ChildProcess {

@@ -330,8 +330,8 @@ napi_value HelperSpawn(napi_env env, napi_callback_info info) {
     if (n == 0) timed_out();
     else if (n < 0) r = n;
   }
-  // The child holds the exec pipe until its exec or exit, so this ends;
-  // the deadline was the helper's, and the helper is done.
+  // The child holds the exec pipe until its exec or exit, so this ends.
+  // No deadline: that was the helper's, which has answered or gone.
   auto wait_exec_eof = [&]() -> int {
     struct pollfd p = {exec[0], POLLIN, 0};
     while (!exec_report.eof) {
